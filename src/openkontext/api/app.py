@@ -1,0 +1,119 @@
+"""The application factory: settings in, a FastAPI app out — with its job store, storage, engine and workers."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..config import Settings
+from ..engine.kontext import KontextEngine
+from ..engine.loading import load_engine
+from ..jobs.store import JobStore
+from ..jobs.worker import WorkerPool
+from ..safety.moderation import Moderator
+from ..storage import LocalStorage
+from .auth import KeyRing, ensure_local_key
+from .limits import BodySizeLimit
+from .routes import router
+from .signing import UrlSigner, load_or_create_secret
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """Everything a request handler needs, built once per app from the settings."""
+
+    settings: Settings
+    store: JobStore
+    storage: LocalStorage
+    signer: UrlSigner
+    keys: KeyRing
+    moderator: Moderator
+    engine: KontextEngine
+    workers: WorkerPool
+
+
+def build_service(settings: Settings, engine: KontextEngine | None = None) -> Service:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    configured_keys = list(settings.api_keys)
+    if not configured_keys:
+        key, created = ensure_local_key(settings.data_dir)
+        configured_keys = [key]
+        where = settings.data_dir / "api-key"
+        if created:
+            log.warning("No API keys configured: generated one and saved it to %s. Use it as the x-key header.", where)
+        else:
+            log.info("No API keys configured: using the local key in %s.", where)
+    if engine is None:
+        engine = load_engine(settings.model, device=settings.device, transformer_file=settings.transformer_file)
+    if engine.info.placeholder:
+        log.warning("MODEL: %s — %s", engine.info.name, engine.info.description)
+    else:
+        log.info("model: %s (%s) on %s", engine.info.name, engine.info.description, engine.device)
+    store = JobStore(settings.resolved_database_url)
+    storage = LocalStorage(settings.storage_dir)
+    moderator = Moderator(settings.blocked_terms)
+    return Service(
+        settings=settings,
+        store=store,
+        storage=storage,
+        signer=UrlSigner(load_or_create_secret(settings.signing_secret, settings.data_dir / "signing-secret"),
+                         settings.delivery_ttl_s),
+        keys=KeyRing(configured_keys),
+        moderator=moderator,
+        engine=engine,
+        workers=WorkerPool(store, storage, engine, moderator, threads=settings.workers, lease_s=settings.lease_s,
+                           max_attempts=settings.max_attempts),
+    )  # fmt: skip
+
+
+def create_app(settings: Settings | None = None, engine: KontextEngine | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service = build_service(settings, engine)
+        app.state.service = service
+        service.workers.start()
+        try:
+            yield
+        finally:
+            service.workers.stop()
+            service.store.close()
+
+    app = FastAPI(
+        title="OpenKontext",
+        version=__version__,
+        description="In-context image editing with a Black Forest Labs-compatible API. Authenticate with `x-key`.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    return app
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # FastAPI's default echoes the offending input back; for a 20 MB image that is 20 MB of noise. Keep loc/msg/type.
+    detail = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+              for err in exc.errors()]  # fmt: skip
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)

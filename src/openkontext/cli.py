@@ -1,0 +1,159 @@
+"""The ``openkontext`` command: serve the API, edit locally, and talk to a running server."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+app = typer.Typer(help="OpenKontext: in-context image editing with a BFL-compatible API.", no_args_is_help=True)
+console = Console(stderr=True)
+
+ServerOpt = Annotated[str, typer.Option("--server", "-s", envvar="OPENKONTEXT_SERVER", help="Base URL of the API.")]
+KeyOpt = Annotated[Optional[str], typer.Option("--key", "-k", help="API key (default: $BFL_API_KEY or local key).")]
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "diffusers", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[Optional[int], typer.Option(help="TCP port.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="'default', 'random', or a diffusers folder.")] = None,
+    transformer_file: Annotated[Optional[Path], typer.Option(help="BFL single-file transformer.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1, mps …")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Engine worker threads.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Database, results and secrets folder.")] = None,
+    database_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the job store.")] = None,
+    api_key: Annotated[Optional[list[str]], typer.Option("--api-key", help="Accepted key (repeatable).")] = None,
+    public_url: Annotated[Optional[str], typer.Option(help="Base URL clients use to reach this server.")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING …")] = "INFO",
+) -> None:
+    """Run the API server with its workers (settings also come from OPENKONTEXT_* variables)."""
+    import uvicorn
+
+    from .api.app import create_app
+    from .config import Settings
+
+    _setup_logging(log_level)
+    overrides = dict(host=host, port=port, model=model, transformer_file=transformer_file, device=device,
+                     workers=workers, data_dir=data_dir, database_url=database_url, api_keys=api_key,
+                     public_url=public_url)  # fmt: skip
+    settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
+    if not settings.api_keys:
+        console.print(f"[bold]API key:[/bold] see {settings.data_dir / 'api-key'}  (export BFL_API_KEY=$(cat …))")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level.lower())
+
+
+@app.command()
+def edit(
+    image: Annotated[Optional[Path], typer.Argument(help="Image to edit (omit with --t2i for text-to-image).")],
+    prompt: Annotated[str, typer.Argument(help="The instruction, e.g. \"Change 'KELLAR' to 'SUMITH'\".")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the result.")] = Path("edited.png"),
+    seed: Annotated[int, typer.Option(help="Seed (same seed, same output).")] = 0,
+    steps: Annotated[int, typer.Option(min=1, max=150)] = 50,
+    guidance: Annotated[float, typer.Option(min=0.1, max=99.0)] = 3.0,
+    output_format: Annotated[Optional[str], typer.Option("--format", help="jpeg, png or webp; default: from -o.")] = None,
+    model: Annotated[str, typer.Option(help="'default', 'random', or a diffusers folder.")] = "default",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda …")] = "auto",
+) -> None:
+    """Edit an image on this machine, without a server."""
+    from .engine.images import OUTPUT_FORMATS, decode_image, encode_image
+    from .engine.loading import load_engine
+
+    _setup_logging("WARNING")
+    fmt = output_format or {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(output.suffix.lower(), "png")
+    if fmt not in OUTPUT_FORMATS:
+        raise typer.BadParameter(f"unknown format {fmt}; use jpeg, png or webp")
+    images = [decode_image(image.read_bytes(), max_pixels=100_000_000)] if image else []
+    engine = load_engine(model, device=device)
+    if engine.info.placeholder:
+        console.print(f"[yellow]Note:[/yellow] model is {engine.info.name}: {engine.info.description}.")
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                  console=console) as bar:  # fmt: skip
+        task = bar.add_task(f"editing on {engine.device}", total=steps)
+        result = engine.edit(images, prompt, seed=seed, steps=steps, guidance=guidance,
+                             on_step=lambda step, total, _: bar.update(task, completed=step))  # fmt: skip
+    output.write_bytes(encode_image(result, fmt))
+    console.print(f"wrote {output} ({result.width}x{result.height}, seed {seed}, {time.perf_counter() - started:.1f} s)")
+
+
+def _client(server: str, key: str | None):
+    from .client import Client
+
+    return Client(server, api_key=key)
+
+
+@app.command()
+def submit(
+    image: Annotated[Path, typer.Argument(help="Image to edit.")],
+    prompt: Annotated[str, typer.Argument(help="The instruction.")],
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    steps: Annotated[Optional[int], typer.Option()] = None,
+    guidance: Annotated[Optional[float], typer.Option()] = None,
+    output_format: Annotated[Optional[str], typer.Option("--format")] = None,
+    server: ServerOpt = DEFAULT_SERVER,
+    key: KeyOpt = None,
+) -> None:
+    """Submit an edit to a running server; prints the task id."""
+    with _client(server, key) as client:
+        response = client.submit(prompt, image, seed=seed, steps=steps, guidance=guidance, output_format=output_format)
+    typer.echo(response["id"])
+
+
+@app.command()
+def poll(
+    task_id: Annotated[str, typer.Argument(help="Task id from submit.")],
+    wait: Annotated[bool, typer.Option(help="Keep polling until the task ends.")] = False,
+    server: ServerOpt = DEFAULT_SERVER,
+    key: KeyOpt = None,
+) -> None:
+    """Print a task's status (JSON), optionally waiting for it to end."""
+    import json
+
+    from .client import TERMINAL
+
+    with _client(server, key) as client:
+        state = client.get_result(task_id)
+        while wait and state["status"] not in TERMINAL:
+            time.sleep(0.5)
+            state = client.get_result(task_id)
+    typer.echo(json.dumps(state, indent=2))
+
+
+@app.command()
+def download(
+    task_id: Annotated[str, typer.Argument(help="Task id from submit.")],
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("result"),
+    server: ServerOpt = DEFAULT_SERVER,
+    key: KeyOpt = None,
+) -> None:
+    """Wait for a task and save its result (the extension is added from the format)."""
+    from .client import OpenKontextError
+
+    with _client(server, key) as client:
+        try:
+            state = client.wait(task_id)
+        except OpenKontextError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1)
+        data = client.download(state["result"]["sample"])
+    suffix = "." + state["result"]["sample"].split("?")[0].rsplit(".", 1)[-1]
+    path = output if output.suffix else output.with_suffix(suffix)
+    path.write_bytes(data)
+    typer.echo(str(path))
+
+
+if __name__ == "__main__":
+    app()

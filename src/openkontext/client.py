@@ -1,0 +1,164 @@
+"""Python client for OpenKontext (and any BFL-compatible API): submit, poll, download, all in ``edit()``.
+
+    from openkontext import Client
+    client = Client("http://127.0.0.1:8000", api_key="...")
+    result = client.edit("photo.jpg", "Change 'KELLAR' to 'SUMITH'", seed=7)
+    result.image.save("edited.png")
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+
+TERMINAL = {"Ready", "Error", "Request Moderated", "Content Moderated", "Task not found"}
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+
+
+class OpenKontextError(Exception):
+    """Base of every error this client raises."""
+
+
+class APIError(OpenKontextError):
+    """The server refused a request (4xx/5xx); ``status_code`` and ``detail`` say why."""
+
+    def __init__(self, status_code: int, detail: Any):
+        super().__init__(f"HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class ModerationError(OpenKontextError):
+    """The task was Request Moderated or Content Moderated."""
+
+    def __init__(self, status: str, details: Any):
+        super().__init__(f"{status}: {details}")
+        self.status = status
+        self.details = details
+
+
+class TaskFailed(OpenKontextError):
+    """The task ended in Error, or was not found."""
+
+    def __init__(self, status: str, details: Any):
+        super().__init__(f"{status}: {details}")
+        self.status = status
+        self.details = details
+
+
+@dataclass
+class EditResult:
+    id: str
+    data: bytes  # the result file's bytes, as the server encoded them
+    result: dict[str, Any]  # get_result's ``result``: sample URL, seed, prompt, timings
+
+    @property
+    def image(self) -> Image.Image:
+        return Image.open(io.BytesIO(self.data))
+
+    @property
+    def seed(self) -> int:
+        return self.result["seed"]
+
+
+def find_api_key(data_dir: Path | None = None) -> str | None:
+    """BFL_API_KEY, else OPENKONTEXT_API_KEY, else the local server's generated key file."""
+    for variable in ("BFL_API_KEY", "OPENKONTEXT_API_KEY"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    data_dir = data_dir or Path(os.environ.get("OPENKONTEXT_DATA_DIR", "./openkontext-data"))
+    key_file = data_dir / "api-key"
+    return key_file.read_text().strip() if key_file.exists() else None
+
+
+def encode_image_input(image: str | Path | bytes | Image.Image) -> str:
+    """A path, raw bytes or a PIL image as the base64 string the API expects."""
+    if isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        data = buffer.getvalue()
+    elif isinstance(image, bytes):
+        data = image
+    else:
+        data = Path(image).read_bytes()
+    return base64.b64encode(data).decode()
+
+
+class Client:
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, api_key: str | None = None, *, timeout: float = 60.0):
+        self.base_url = base_url.rstrip("/")
+        api_key = api_key or find_api_key()
+        if not api_key:
+            raise OpenKontextError("no API key: pass api_key=, or set BFL_API_KEY")
+        self._http = httpx.Client(base_url=self.base_url, headers={"x-key": api_key}, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _json(self, response: httpx.Response) -> dict[str, Any]:
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            raise APIError(response.status_code, detail)
+        return response.json()
+
+    def submit(
+        self, prompt: str, image: str | Path | bytes | Image.Image | None = None, *, route: str = "flux-bagel-alpha",
+        **params: Any,
+    ) -> dict[str, Any]:
+        """Queue a task; returns the submit response (``id``, ``polling_url``)."""
+        body = {"prompt": prompt, **{k: v for k, v in params.items() if v is not None}}
+        if image is not None:
+            body["input_image"] = encode_image_input(image)
+        return self._json(self._http.post(f"/v1/{route}", json=body))
+
+    def get_result(self, task_id: str) -> dict[str, Any]:
+        return self._json(self._http.get("/v1/get_result", params={"id": task_id}))
+
+    def wait(self, task_id: str, *, poll_interval: float = 0.5, timeout: float | None = None) -> dict[str, Any]:
+        """Poll until the task ends; returns the Ready response, raises on any other end."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = self.get_result(task_id)
+            status = state["status"]
+            if status == "Ready":
+                return state
+            if status in ("Request Moderated", "Content Moderated"):
+                raise ModerationError(status, state.get("details"))
+            if status in TERMINAL:
+                raise TaskFailed(status, state.get("details"))
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"task {task_id} still {status} after {timeout} s")
+            time.sleep(poll_interval)
+
+    def download(self, url: str) -> bytes:
+        """Fetch a signed result URL (it needs no API key)."""
+        response = httpx.get(url, timeout=self._http.timeout, follow_redirects=False)
+        if response.status_code >= 400:
+            raise APIError(response.status_code, response.text)
+        return response.content
+
+    def edit(
+        self, image: str | Path | bytes | Image.Image | None, prompt: str, *, timeout: float | None = None,
+        **params: Any,
+    ) -> EditResult:
+        """Submit, wait and download in one call. ``params``: seed, steps, guidance, output_format, …"""
+        task_id = self.submit(prompt, image, **params)["id"]
+        state = self.wait(task_id, timeout=timeout)
+        return EditResult(id=task_id, data=self.download(state["result"]["sample"]), result=state["result"])

@@ -1,0 +1,79 @@
+"""All of OpenKontext's settings in one typed object.
+
+Every field can be set from the environment as ``OPENKONTEXT_<NAME>`` (e.g. ``OPENKONTEXT_PORT=9000``) or from a
+``.env`` file; the CLI's ``serve`` options override both. The table in ``docs/configuration.md`` documents each one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENKONTEXT_", env_file=".env", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------------------------------
+    data_dir: Path = Field(Path("./openkontext-data"), description="Folder for the job database, results and secrets.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the job store; default: a SQLite file in data_dir."
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL clients reach this server at (for polling_url and result URLs); default: the request's.",
+    )
+
+    # --- the model ---------------------------------------------------------------------------------------------
+    model: str = Field(
+        "default",
+        description="'default' (the shipped model), 'random' (randomly initialised placeholder), or a local path to "
+        "a diffusers-format Kontext folder.",
+    )
+    transformer_file: Path | None = Field(
+        None, description="Optional BFL single-file transformer .safetensors that replaces the folder's transformer."
+    )
+    device: str = Field("auto", description="'auto' (cuda > mps > cpu), or a torch device string.")
+
+    # --- the service -------------------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(1, ge=0, description="Engine worker threads in the server process (0: accept jobs only).")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted x-key values, comma-separated; each either the key itself or 'sha256:<hex digest>'. "
+        "Empty: a key is generated on first start and written to data_dir/api-key.",
+    )
+    max_active_tasks: int = Field(24, ge=1, description="Queued + running tasks one key may have (429 beyond).")
+    max_body_bytes: int = Field(40 * 1024 * 1024, description="Largest request body accepted (413 beyond).")
+    max_image_pixels: int = Field(
+        40_000_000, description="Largest input image, in pixels, checked before decoding (decompression bombs)."
+    )
+    max_prompt_chars: int = Field(4000, description="Longest prompt accepted.")
+    delivery_ttl_s: int = Field(600, ge=1, description="Lifetime of a signed result URL, in seconds.")
+    retention_s: int = Field(24 * 3600, ge=1, description="How long a task and its result are kept, in seconds.")
+    lease_s: float = Field(30.0, gt=0, description="A worker's lease on a running job; renewed while it runs.")
+    max_attempts: int = Field(3, ge=1, description="Runs a job may start (crashes included) before it is an Error.")
+    signing_secret: str | None = Field(
+        None, description="HMAC secret for result URLs; default: generated once into data_dir/signing-secret."
+    )
+    blocked_terms: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Operator blocklist: prompts containing any of these are Request Moderated."
+    )
+
+    @field_validator("api_keys", "blocked_terms", mode="before")
+    @classmethod
+    def _split_commas(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'openkontext.db').resolve()}"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"

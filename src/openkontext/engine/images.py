@@ -1,0 +1,97 @@
+"""Decoding untrusted image bytes, fitting images to resolution buckets, and encoding results."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+OUTPUT_FORMATS = {"jpeg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
+ACCEPTED_INPUT_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w/+.-]*)(?P<params>(;[\w=.+-]+)*);base64,", re.IGNORECASE)
+
+
+class ImageInputError(ValueError):
+    """The bytes given as an image cannot be used; the message says why, for the client."""
+
+
+def decode_base64(data: str) -> bytes:
+    """Base64 (standard or URL-safe, padded or not, optionally a ``data:`` URL) to bytes."""
+    match = _DATA_URL.match(data)
+    if match:
+        data = data[match.end() :]
+    data = re.sub(r"\s+", "", data)
+    if not data:
+        raise ImageInputError("image is empty")
+    data = data.replace("-", "+").replace("_", "/")
+    data += "=" * (-len(data) % 4)
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageInputError("not valid base64") from None
+
+
+def decode_image(raw: bytes, *, max_pixels: int) -> Image.Image:
+    """Open untrusted image bytes as an upright RGB image.
+
+    The pixel count is checked from the header before any pixel is decoded, so a decompression bomb costs nothing.
+    EXIF orientation is applied; transparency is composited onto white; animations use their first frame.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw))
+            if image.format not in ACCEPTED_INPUT_FORMATS:
+                raise ImageInputError(f"unsupported image format {image.format}; send JPEG, PNG or WebP")
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageInputError(f"image is {width}x{height} pixels, more than the limit of {max_pixels}")
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except ImageInputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageInputError("data is not a decodable image (JPEG, PNG or WebP)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageInputError(f"image is corrupt or truncated ({type(exc).__name__})") from None
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale to 8 bits rather than clip.
+        image = image.point(lambda value: value / 256).convert("L")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+    return image.convert("RGB")
+
+
+def fit_to_bucket(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize to the bucket's exact (width, height); buckets are chosen by aspect so the stretch is a few percent."""
+    if image.size == size:
+        return image
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def encode_image(image: Image.Image, output_format: str) -> bytes:
+    pil_format, _ = OUTPUT_FORMATS[output_format]
+    buffer = io.BytesIO()
+    options = {"quality": 95} if pil_format in ("JPEG", "WEBP") else {}
+    image.convert("RGB").save(buffer, format=pil_format, **options)
+    return buffer.getvalue()
+
+
+def media_type(output_format: str) -> str:
+    return OUTPUT_FORMATS[output_format][1]

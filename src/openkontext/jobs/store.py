@@ -1,0 +1,293 @@
+"""The durable job store (SQLAlchemy 2): a SQLite file by default, any SQLAlchemy database (PostgreSQL) by URL.
+
+A job moves ``queued → running → (ready | error | request_moderated | content_moderated | cancelled)``.
+Workers *claim* a job with a lease that they keep renewing while they run it; a job whose lease lapses (its worker
+was killed) is claimable again. Every write a worker makes is fenced by its lease, so a worker that lost its lease
+can never overwrite the result of the worker that took over. The seed is fixed at submit, so a re-run after a crash
+computes the same image.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import JSON, Float, Index, Integer, String, Text, create_engine, event, func, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    READY = "ready"
+    ERROR = "error"
+    REQUEST_MODERATED = "request_moderated"
+    CONTENT_MODERATED = "content_moderated"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))  # the key id of the API key that created it
+    route: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    prompt: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)  # steps, guidance, output_format, size, tolerance …
+    seed: Mapped[str] = mapped_column(String(24))  # text: seeds span the unsigned 64-bit range
+    input_keys: Mapped[list[str]] = mapped_column(JSON)  # storage keys of the context images, in order
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expires_at: Mapped[float] = mapped_column(Float)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_owner_status", "owner", "status"),
+        Index("ix_jobs_expires", "expires_at"),
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    """A detached, read-only copy of a job row."""
+
+    id: str
+    owner: str
+    route: str
+    status: JobStatus
+    prompt: str
+    params: dict[str, Any]
+    seed: int
+    input_keys: list[str]
+    progress: float
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    expires_at: float
+    attempts: int
+    result_key: str | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: JobRow) -> Job:
+        return cls(
+            id=row.id, owner=row.owner, route=row.route, status=JobStatus(row.status), prompt=row.prompt,
+            params=dict(row.params), seed=int(row.seed), input_keys=list(row.input_keys), progress=row.progress,
+            created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
+            expires_at=row.expires_at, attempts=row.attempts, result_key=row.result_key, error=row.error,
+        )  # fmt: skip
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_db_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class JobStore:
+    def __init__(self, url: str):
+        self.engine = make_db_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- the API's side -------------------------------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        job_id: str,
+        owner: str,
+        route: str,
+        prompt: str,
+        params: dict[str, Any],
+        seed: int,
+        input_keys: list[str],
+        retention_s: float,
+        status: JobStatus = JobStatus.QUEUED,
+        error: str | None = None,
+    ) -> Job:
+        now = time.time()
+        row = JobRow(
+            id=job_id, owner=owner, route=route, status=status.value, prompt=prompt, params=params, seed=str(seed),
+            input_keys=input_keys, progress=0.0, created_at=now, expires_at=now + retention_s, attempts=0,
+            finished_at=now if status.terminal else None, error=error,
+        )  # fmt: skip
+        with self._session.begin() as session:
+            session.add(row)
+        return Job.from_row(row)
+
+    def get(self, job_id: str, owner: str | None = None) -> Job | None:
+        """The job, if it exists, has not expired and (when ``owner`` is given) belongs to ``owner``."""
+        with self._session() as session:
+            row = session.get(JobRow, job_id)
+            if row is None or row.expires_at <= time.time() or (owner is not None and row.owner != owner):
+                return None
+            return Job.from_row(row)
+
+    def count_active(self, owner: str) -> int:
+        with self._session() as session:
+            query = select(func.count()).where(JobRow.owner == owner, JobRow.status.in_(ACTIVE))
+            return session.scalar(query) or 0
+
+    # --- the workers' side ----------------------------------------------------------------------------------------
+
+    def claim(self, worker_id: str, lease_s: float, max_attempts: int) -> Job | None:
+        """Take the oldest queued job, or a running one whose worker's lease lapsed; None if there is none.
+
+        A lapsed job that has already been started ``max_attempts`` times is left for ``fail_exhausted``.
+        """
+        for _ in range(5):  # another worker may take the candidate between our select and update: try the next
+            now = time.time()
+            claimable = or_(
+                JobRow.status == JobStatus.QUEUED.value,
+                (JobRow.status == JobStatus.RUNNING.value)
+                & (JobRow.lease_expires < now)
+                & (JobRow.attempts < max_attempts),
+            )
+            with self._session.begin() as session:
+                candidate = session.scalar(
+                    select(JobRow.id).where(claimable, JobRow.expires_at > now).order_by(JobRow.created_at).limit(1)
+                )
+                if candidate is None:
+                    return None
+                taken = session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == candidate, claimable)
+                    .values(
+                        status=JobStatus.RUNNING.value,
+                        lease_owner=worker_id,
+                        lease_expires=now + lease_s,
+                        attempts=JobRow.attempts + 1,
+                        started_at=func.coalesce(JobRow.started_at, now),
+                        progress=0.0,
+                    )
+                ).rowcount
+                if taken == 1:
+                    return Job.from_row(session.get(JobRow, candidate, populate_existing=True))
+        return None
+
+    def renew(self, worker_id: str, job_ids: Iterable[str], lease_s: float) -> set[str]:
+        """Extend this worker's leases; returns the ids it still holds."""
+        job_ids = list(job_ids)
+        if not job_ids:
+            return set()
+        with self._session.begin() as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id.in_(job_ids), JobRow.lease_owner == worker_id, JobRow.status == "running")
+                .values(lease_expires=time.time() + lease_s)
+            )
+            held = session.scalars(
+                select(JobRow.id).where(JobRow.id.in_(job_ids), JobRow.lease_owner == worker_id)
+            ).all()
+        return set(held)
+
+    def set_progress(self, job_id: str, worker_id: str, progress: float) -> bool:
+        """Record progress; False if this worker no longer holds the job (it must stop)."""
+        with self._session.begin() as session:
+            return (
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.lease_owner == worker_id, JobRow.status == "running")
+                    .values(progress=progress)
+                ).rowcount
+                == 1
+            )
+
+    def finish(
+        self,
+        job_id: str,
+        worker_id: str,
+        status: JobStatus,
+        *,
+        result_key: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Move a running job held by ``worker_id`` to a terminal state; False if the lease was lost."""
+        assert status.terminal
+        with self._session.begin() as session:
+            return (
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.lease_owner == worker_id, JobRow.status == "running")
+                    .values(
+                        status=status.value,
+                        result_key=result_key,
+                        error=error,
+                        finished_at=time.time(),
+                        progress=1.0 if status == JobStatus.READY else JobRow.progress,
+                        lease_owner=None,
+                        lease_expires=None,
+                    )
+                ).rowcount
+                == 1
+            )
+
+    def fail_exhausted(self, max_attempts: int) -> list[str]:
+        """Jobs that crashed their worker ``max_attempts`` times and lost the lease again become Errors."""
+        now = time.time()
+        with self._session.begin() as session:
+            ids = session.scalars(
+                select(JobRow.id).where(
+                    JobRow.status == "running", JobRow.lease_expires < now, JobRow.attempts >= max_attempts
+                )
+            ).all()
+            if ids:
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.id.in_(ids), JobRow.status == "running", JobRow.lease_expires < now)
+                    .values(
+                        status=JobStatus.ERROR.value,
+                        error=f"the job stopped its worker {max_attempts} times",
+                        finished_at=now,
+                        lease_owner=None,
+                        lease_expires=None,
+                    )
+                )
+        return list(ids)
+
+    def purge_expired(self) -> list[Job]:
+        """Delete jobs past their retention; returns them so their files can be deleted too."""
+        now = time.time()
+        with self._session.begin() as session:
+            rows = session.scalars(select(JobRow).where(JobRow.expires_at <= now)).all()
+            jobs = [Job.from_row(row) for row in rows]
+            for row in rows:
+                session.delete(row)
+        return jobs
