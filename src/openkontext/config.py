@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(4000, description="Longest prompt accepted.")
     delivery_ttl_s: int = Field(600, ge=1, description="Lifetime of a signed result URL, in seconds.")
     retention_s: int = Field(24 * 3600, ge=1, description="How long a task and its result are kept, in seconds.")
+    purge_interval_s: float = Field(60.0, gt=0, description="How often expired tasks and their files are deleted.")
     lease_s: float = Field(30.0, gt=0, description="A worker's lease on a running job; renewed while it runs.")
     max_attempts: int = Field(3, ge=1, description="Runs a job may start (crashes included) before it is an Error.")
     signing_secret: str | None = Field(

@@ -71,7 +71,7 @@ def build_service(settings: Settings, engine: KontextEngine | None = None) -> Se
         moderator=moderator,
         engine=engine,
         workers=WorkerPool(store, storage, engine, moderator, threads=settings.workers, lease_s=settings.lease_s,
-                           max_attempts=settings.max_attempts),
+                           max_attempts=settings.max_attempts, purge_interval_s=settings.purge_interval_s),
     )  # fmt: skip
 
 

@@ -20,16 +20,17 @@ MAX_ASPECT = 21 / 9
 MIN_ASPECT = 9 / 21
 
 
-def make_buckets(side: int, multiple: int = 16, count: int = 17) -> tuple[tuple[int, int], ...]:
-    """Buckets of about ``side``² pixels, from 9:21 to 21:9, each dimension a multiple of ``multiple``."""
+def make_buckets(side: int, multiple: int = 16) -> tuple[tuple[int, int], ...]:
+    """Buckets of about ``side``² pixels (±20%), from 9:21 to 21:9, each dimension a multiple of ``multiple``.
+
+    One bucket per width: the height that brings the area closest to ``side``².
+    """
     area = side * side
-    buckets = set()
-    for i in range(count):
-        aspect = MIN_ASPECT * (MAX_ASPECT / MIN_ASPECT) ** (i / (count - 1))
-        width = max(multiple, round((area * aspect) ** 0.5 / multiple) * multiple)
-        height = max(multiple, round((area / aspect) ** 0.5 / multiple) * multiple)
-        buckets.add((width, height))
-    buckets.add((side // multiple * multiple, side // multiple * multiple))
+    buckets = []
+    for width in range(multiple, 4 * side + 1, multiple):
+        height = max(multiple, round(area / width / multiple) * multiple)
+        if MIN_ASPECT <= width / height <= MAX_ASPECT and 0.8 <= width * height / area <= 1.2:
+            buckets.append((width, height))
     return tuple(sorted(buckets, key=lambda wh: wh[0] / wh[1]))
 
 

@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 0.2  # at most this often a progress write per job (the last step is always written)
 IDLE_POLL_S = 1.0
-JANITOR_INTERVAL_S = 30.0
 
 
 def result_key(job: Job) -> str:
@@ -44,6 +43,7 @@ class WorkerPool:
         threads: int,
         lease_s: float,
         max_attempts: int,
+        purge_interval_s: float = 60.0,
     ):
         self.store = store
         self.storage = storage
@@ -51,6 +51,7 @@ class WorkerPool:
         self.moderator = moderator
         self.lease_s = lease_s
         self.max_attempts = max_attempts
+        self.purge_interval_s = purge_interval_s
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._threads = threads
         self._stop = threading.Event()
@@ -118,7 +119,7 @@ class WorkerPool:
                     self.storage.delete_prefix(job.id)
             except Exception:
                 log.exception("janitor pass failed")
-            if self._stop.wait(JANITOR_INTERVAL_S):
+            if self._stop.wait(self.purge_interval_s):
                 return
 
     # --- one job --------------------------------------------------------------------------------------------------

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages OpenKontext uses outside Python: fonts for the toy world, curl + jq for the API doc's shell
+# examples (the tests run them verbatim). Installs only what is missing; needs root or sudo for that.
+set -euo pipefail
+
+PACKAGES=(curl jq)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing Debian packages: ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

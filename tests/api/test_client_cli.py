@@ -1,0 +1,91 @@
+"""The Python client and the CLI, used as a person would, against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import KEY_A, image_bytes
+from openkontext.client import APIError, Client, ModerationError
+
+
+def run_cli(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "openkontext.cli", *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def test_client_edit_returns_the_image(server, tmp_path):
+    photo = tmp_path / "in.png"
+    photo.write_bytes(image_bytes((160, 80)))
+    with Client(server.url, api_key=KEY_A) as client:
+        result = client.edit(photo, "make it night", seed=5, steps=3, output_format="png")
+    assert result.seed == 5 and result.image.format == "PNG"
+    assert result.image.width > result.image.height  # 2:1 in, landscape out
+
+
+def test_client_raises_clear_errors(start_server):
+    server = start_server(blocked_terms="contraband")
+    with Client(server.url, api_key=KEY_A) as client:
+        with pytest.raises(ModerationError) as moderated:
+            client.edit(image_bytes(), "add contraband", steps=2)
+        assert moderated.value.status == "Request Moderated"
+        with pytest.raises(APIError) as invalid:
+            client.submit("x", image_bytes(), steps=999)
+        assert invalid.value.status_code == 422
+    with Client(server.url, api_key="wrong") as client, pytest.raises(APIError) as forbidden:
+        client.submit("x", image_bytes())
+    assert forbidden.value.status_code == 403
+
+
+def test_cli_submit_poll_download(server, tmp_path):
+    photo = tmp_path / "in.jpg"
+    photo.write_bytes(image_bytes((100, 100), fmt="JPEG"))
+    common = ["--server", server.url, "--key", KEY_A]
+    submitted = run_cli("submit", str(photo), "make it blue", "--steps", "2", "--format", "png", *common)
+    assert submitted.returncode == 0, submitted.stderr
+    task_id = submitted.stdout.strip()
+    polled = run_cli("poll", task_id, "--wait", *common)
+    assert json.loads(polled.stdout)["status"] == "Ready"
+    downloaded = run_cli("download", task_id, "-o", str(tmp_path / "out"), *common)
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert Image.open(downloaded.stdout.strip()).format == "PNG"
+
+
+def test_cli_uses_bfl_api_key_variable(server, tmp_path):
+    photo = tmp_path / "in.png"
+    photo.write_bytes(image_bytes())
+    ok = run_cli("submit", str(photo), "x", "--steps", "1", "--server", server.url, env={"BFL_API_KEY": KEY_A})
+    bad = run_cli("submit", str(photo), "x", "--server", server.url, env={"BFL_API_KEY": "nope"})
+    assert ok.returncode == 0 and len(ok.stdout.strip()) == 36
+    assert bad.returncode != 0 and "invalid API key" in bad.stderr
+
+
+def test_cli_local_edit_writes_the_image(tmp_path):
+    photo = tmp_path / "in.png"
+    photo.write_bytes(image_bytes((160, 90)))
+    out = tmp_path / "out.webp"
+    done = run_cli("edit", str(photo), "make it red", "-o", str(out), "--model", "tiny", "--steps", "4", "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    assert "randomly initialised" in done.stderr  # never pretends the placeholder is a trained model
+    image = Image.open(out)
+    assert image.format == "WEBP" and image.width > image.height
+    again = tmp_path / "again.webp"
+    run_cli("edit", str(photo), "make it red", "-o", str(again), "--model", "tiny", "--steps", "4", "--seed", "3")
+    assert out.read_bytes() == again.read_bytes()
+
+
+def test_server_generates_and_uses_a_local_key(start_server):
+    server = start_server(api_keys="")
+    key_file = server.data_dir / "api-key"
+    assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    key = key_file.read_text().strip()
+    with Client(server.url, api_key=key) as client:
+        assert client.edit(image_bytes(), "x", steps=1).data
+    assert "generated one and saved it" in server.log()
