@@ -1,3 +1,6 @@
 """OpenKontext: self-hosted in-context image editing with a BFL-compatible API."""
 
+from .client import APIError, Client, ModerationError, OpenKontextError, TaskFailed
+
 __version__ = "0.1.0"
+__all__ = ["APIError", "Client", "ModerationError", "OpenKontextError", "TaskFailed", "__version__"]

@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="'auto' (cuda > mps > cpu), or a torch device string.")
 
     # --- the service -------------------------------------------------------------------------------------------
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field("127.0.0.1", description="Interface the server binds (0.0.0.0 for all).")
+    port: int = Field(8000, description="TCP port of the server.")
     workers: int = Field(1, ge=0, description="Engine worker threads in the server process (0: accept jobs only).")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
