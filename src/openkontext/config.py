@@ -60,11 +60,21 @@ class Settings(BaseSettings):
     signing_secret: str | None = Field(
         None, description="HMAC secret for result URLs; default: generated once into data_dir/signing-secret."
     )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=30, description="Timeout of one webhook call, in seconds.")
+    webhook_retry_s: float = Field(
+        24 * 3600, gt=0, description="How long a failing webhook delivery is retried (backoff with jitter)."
+    )
+    fetch_timeout_s: float = Field(20.0, gt=0, description="Total time allowed to fetch an input_image URL.")
+    url_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts or CIDR ranges that input_image and webhook URLs may reach although they are not public "
+        "(loopback, private, link-local addresses are refused otherwise).",
+    )
     blocked_terms: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Operator blocklist: prompts containing any of these are Request Moderated."
     )
 
-    @field_validator("api_keys", "blocked_terms", mode="before")
+    @field_validator("api_keys", "blocked_terms", "url_allowlist", mode="before")
     @classmethod
     def _split_commas(cls, value):
         if isinstance(value, str):
@@ -74,6 +84,14 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'openkontext.db').resolve()}"
+
+    @property
+    def own_base_url(self) -> str:
+        """Where clients reach this server, for links made outside a request (webhook payloads)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def storage_dir(self) -> Path:

@@ -16,13 +16,16 @@ from ..config import Settings
 from ..engine.kontext import KontextEngine
 from ..engine.loading import load_engine
 from ..jobs.store import JobStore
+from ..jobs.webhooks import WebhookSender
 from ..jobs.worker import WorkerPool
+from ..netguard import UrlPolicy
 from ..safety.moderation import Moderator
 from ..storage import LocalStorage
 from .auth import KeyRing, ensure_local_key
 from .limits import BodySizeLimit
 from .routes import router
 from .signing import UrlSigner, load_or_create_secret
+from .views import task_view
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class Service:
     moderator: Moderator
     engine: KontextEngine
     workers: WorkerPool
+    url_policy: UrlPolicy
+    webhooks: WebhookSender
 
 
 def build_service(settings: Settings, engine: KontextEngine | None = None) -> Service:
@@ -58,20 +63,24 @@ def build_service(settings: Settings, engine: KontextEngine | None = None) -> Se
         log.warning("MODEL: %s — %s", engine.info.name, engine.info.description)
     else:
         log.info("model: %s (%s) on %s", engine.info.name, engine.info.description, engine.device)
-    store = JobStore(settings.resolved_database_url)
+    store = JobStore(settings.resolved_database_url, webhook_retry_s=settings.webhook_retry_s)
     storage = LocalStorage(settings.storage_dir)
     moderator = Moderator(settings.blocked_terms)
+    signer = UrlSigner(load_or_create_secret(settings.signing_secret, settings.data_dir / "signing-secret"),
+                       settings.delivery_ttl_s)  # fmt: skip
+    workers = WorkerPool(store, storage, engine, moderator, threads=settings.workers, lease_s=settings.lease_s,
+                         max_attempts=settings.max_attempts, purge_interval_s=settings.purge_interval_s)  # fmt: skip
+    url_policy = UrlPolicy(tuple(settings.url_allowlist))
+    webhooks = WebhookSender(
+        store,
+        lambda job: task_view(job, base_url=settings.own_base_url, signer=signer),
+        url_policy,
+        worker_id=workers.id,
+        timeout_s=settings.webhook_timeout_s,
+    )
     return Service(
-        settings=settings,
-        store=store,
-        storage=storage,
-        signer=UrlSigner(load_or_create_secret(settings.signing_secret, settings.data_dir / "signing-secret"),
-                         settings.delivery_ttl_s),
-        keys=KeyRing(configured_keys),
-        moderator=moderator,
-        engine=engine,
-        workers=WorkerPool(store, storage, engine, moderator, threads=settings.workers, lease_s=settings.lease_s,
-                           max_attempts=settings.max_attempts, purge_interval_s=settings.purge_interval_s),
+        settings=settings, store=store, storage=storage, signer=signer, keys=KeyRing(configured_keys),
+        moderator=moderator, engine=engine, workers=workers, url_policy=url_policy, webhooks=webhooks,
     )  # fmt: skip
 
 
@@ -83,9 +92,11 @@ def create_app(settings: Settings | None = None, engine: KontextEngine | None = 
         service = build_service(settings, engine)
         app.state.service = service
         service.workers.start()
+        service.webhooks.start()
         try:
             yield
         finally:
+            service.webhooks.stop()
             service.workers.stop()
             service.store.close()
 

@@ -19,18 +19,11 @@ from fastapi.security import APIKeyHeader
 
 from ..engine.images import ImageInputError, decode_base64, decode_image, media_type
 from ..jobs.store import Job, JobStatus
-from .schemas import AlphaEditRequest, ErrorResponse, ResultResponse, SubmitResponse
+from ..netguard import BlockedURLError, FetchError, fetch
+from .schemas import AlphaEditRequest, ErrorResponse, ResultResponse, SubmitResponse, WebhookSubmitResponse
+from .views import WIRE_STATUS, task_view
 
 router = APIRouter()
-
-WIRE_STATUS = {
-    JobStatus.QUEUED: "Pending",
-    JobStatus.RUNNING: "Pending",
-    JobStatus.READY: "Ready",
-    JobStatus.ERROR: "Error",
-    JobStatus.REQUEST_MODERATED: "Request Moderated",
-    JobStatus.CONTENT_MODERATED: "Content Moderated",
-}
 
 _key_header = APIKeyHeader(name="x-key", auto_error=False, description="Your API key.")
 
@@ -68,14 +61,14 @@ def base_url(request: Request) -> str:
 
 @router.post(
     "/v1/flux-bagel-alpha",
-    response_model=SubmitResponse,
+    response_model=SubmitResponse | WebhookSubmitResponse,
     responses={**AUTH_ERRORS, 413: {"model": ErrorResponse}, 429: {"model": ErrorResponse}},
     summary="Edit an image as the prompt asks (alpha route)",
     tags=["edit"],
 )
-def submit_alpha(body: AlphaEditRequest, request: Request, owner: Owner) -> SubmitResponse:
+def submit_alpha(body: AlphaEditRequest, request: Request, owner: Owner) -> SubmitResponse | WebhookSubmitResponse:
     job = submit(request, owner, route="flux-bagel-alpha", body=body, images=[body.input_image])
-    return SubmitResponse(id=job.id, polling_url=polling_url(request, job.id))
+    return submit_response(request, job)
 
 
 def submit(request: Request, owner: str, *, route: str, body: AlphaEditRequest, images: list[str]) -> Job:
@@ -87,12 +80,19 @@ def submit(request: Request, owner: str, *, route: str, body: AlphaEditRequest, 
     if service.store.count_active(owner) >= settings.max_active_tasks:
         raise HTTPException(429, f"too many active tasks: at most {settings.max_active_tasks} queued or running per key")
 
+    webhook_url = str(body.webhook_url) if body.webhook_url else None
+    if webhook_url:
+        try:
+            service.url_policy.resolve(webhook_url)
+        except BlockedURLError as exc:
+            raise field_error("webhook_url", f"webhook_url: {exc}") from None
+
     decoded = []
     for index, data in enumerate(images):
         field = "input_image" if index == 0 else f"input_image_{index + 1}"
         try:
-            decoded.append(decode_image(decode_base64(data), max_pixels=settings.max_image_pixels))
-        except ImageInputError as exc:
+            decoded.append(decode_image(image_bytes_of(data, service), max_pixels=settings.max_image_pixels))
+        except (ImageInputError, BlockedURLError, FetchError) as exc:
             raise field_error(field, f"{field}: {exc}") from None
 
     job_id = str(uuid.uuid4())
@@ -102,10 +102,10 @@ def submit(request: Request, owner: str, *, route: str, body: AlphaEditRequest, 
         "guidance": body.guidance,
         "safety_tolerance": body.safety_tolerance,
         "output_format": body.output_format,
-        "webhook_url": str(body.webhook_url) if body.webhook_url else None,
     }
     common = dict(job_id=job_id, owner=owner, route=route, prompt=body.prompt, params=params, seed=seed,
-                  retention_s=settings.retention_s)  # fmt: skip
+                  retention_s=settings.retention_s, webhook_url=webhook_url,
+                  webhook_secret=body.webhook_secret)  # fmt: skip
 
     verdict = service.moderator.check_prompt(body.prompt, body.safety_tolerance)
     for image in decoded:
@@ -128,6 +128,22 @@ def submit(request: Request, owner: str, *, route: str, body: AlphaEditRequest, 
     return job
 
 
+def image_bytes_of(data: str, service) -> bytes:
+    """An ``input_image`` value as bytes: fetched (SSRF-guarded) when it is an http(s) URL, else base64-decoded."""
+    if data[:8].lower().startswith(("http://", "https://")):
+        return fetch(data.strip(), service.url_policy, max_bytes=service.settings.max_body_bytes,
+                     timeout_s=service.settings.fetch_timeout_s)  # fmt: skip
+    return decode_base64(data)
+
+
+def submit_response(request: Request, job: Job) -> SubmitResponse | WebhookSubmitResponse:
+    """BFL's answer to a submit: with a webhook_url it is the webhook variant (id, status, webhook_url)."""
+    if job.webhook_url:
+        return WebhookSubmitResponse(id=job.id, status=WIRE_STATUS[job.status], webhook_url=job.webhook_url,
+                                     polling_url=polling_url(request, job.id))  # fmt: skip
+    return SubmitResponse(id=job.id, polling_url=polling_url(request, job.id))
+
+
 def polling_url(request: Request, job_id: str) -> str:
     return f"{base_url(request)}/v1/get_result?id={job_id}"
 
@@ -144,34 +160,12 @@ def polling_url(request: Request, job_id: str) -> str:
     tags=["edit"],
 )
 def get_result(request: Request, owner: Owner, id: Annotated[str, Query(max_length=64)]) -> ResultResponse:
-    job = service_of(request).store.get(id, owner)
+    service = service_of(request)
+    job = service.store.get(id, owner)
     if job is None:
         return ResultResponse(id=id, status="Task not found")
-    return result_of(request, job)
-
-
-def result_of(request: Request, job: Job) -> ResultResponse:
-    status = WIRE_STATUS[job.status]
-    response = ResultResponse(id=job.id, status=status, progress=job.progress)
-    if job.status == JobStatus.READY:
-        response.result = {
-            "sample": sample_url(request, job),
-            "prompt": job.prompt,
-            "seed": job.seed,
-            "start_time": job.started_at,
-            "end_time": job.finished_at,
-            "duration": (job.finished_at or 0) - (job.started_at or 0),
-        }
-    elif job.status in (JobStatus.ERROR, JobStatus.REQUEST_MODERATED, JobStatus.CONTENT_MODERATED):
-        key = "error" if job.status == JobStatus.ERROR else "moderation_reasons"
-        response.details = {key: job.error if key == "error" else (job.error or "").split("; ")}
-    return response
-
-
-def sample_url(request: Request, job: Job) -> str:
-    path = f"/results/{job.id}/sample.{job.params['output_format']}"
-    signature = service_of(request).signer.sign(path)
-    return f"{base_url(request)}{path}?exp={signature['exp']}&sig={signature['sig']}"
+    webhook = service.store.webhook_state(job.id) if job.webhook_url else None
+    return ResultResponse(**task_view(job, base_url=base_url(request), signer=service.signer, webhook=webhook))
 
 
 # --- delivery -------------------------------------------------------------------------------------------------------

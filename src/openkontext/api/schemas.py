@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 
@@ -18,7 +18,10 @@ class AlphaEditRequest(BaseModel):
     }]})  # fmt: skip
 
     prompt: str = Field(description="What to change in the image.", min_length=1)
-    input_image: str = Field(description="The image to edit: base64 (a data: URL prefix is allowed).", min_length=1)
+    input_image: str = Field(
+        description="The image to edit: base64 (a data: URL prefix is allowed) or an http(s) URL to fetch.",
+        min_length=1,
+    )
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="Seed for reproducibility; random if null.")
     guidance: float = Field(3.0, ge=0.1, le=99.0, allow_inf_nan=False, description="Prompt adherence vs. the input.")
     steps: int = Field(50, ge=1, le=150, description="Number of diffusion steps.")
@@ -40,6 +43,15 @@ class SubmitResponse(BaseModel):
     polling_url: str
 
 
+class WebhookSubmitResponse(BaseModel):
+    """BFL's submit response when a ``webhook_url`` was given (plus ``polling_url``, which BFL clients also read)."""
+
+    id: str
+    status: str
+    webhook_url: str
+    polling_url: str
+
+
 class ResultResponse(BaseModel):
     """``GET /v1/get_result``: ``status`` is one of BFL's strings; ``result`` is set when Ready."""
 
@@ -49,6 +61,19 @@ class ResultResponse(BaseModel):
     progress: float | None = None
     details: dict[str, Any] | None = None
     preview: dict[str, Any] | None = None
+    webhook_status: Literal["pending", "delivered", "failed"] | None = Field(
+        None, description="Delivery state of the task's webhook call, when it has a webhook_url."
+    )
+    webhook_attempts: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_webhook(self, handler):
+        # BFL's own fields are always present (null when empty); the webhook fields only for webhook tasks.
+        data = handler(self)
+        for name in ("webhook_status", "webhook_attempts"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
 
 class ErrorResponse(BaseModel):

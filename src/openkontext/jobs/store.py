@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import enum
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, Integer, String, Text, create_engine, event, func, or_, select, update
+from sqlalchemy import JSON, Float, Index, Integer, String, Text, create_engine, delete, event, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -62,12 +63,48 @@ class JobRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     result_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_secret: Mapped[str | None] = mapped_column(Text, nullable=True)  # needed in clear to sign deliveries
 
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_owner_status", "owner", "status"),
         Index("ix_jobs_expires", "expires_at"),
     )
+
+
+class WebhookEventRow(Base):
+    """The outbox: one row per webhook call to make, written in the same transaction as the job's terminal state."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # "msg_…": the webhook-id header
+    job_id: Mapped[str] = mapped_column(String(36), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    deadline: Mapped[float] = mapped_column(Float)  # give up retrying after this
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (Index("ix_webhook_due", "status", "next_attempt_at"),)
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    id: str
+    job_id: str
+    status: str
+    attempts: int
+    deadline: float
+    last_error: str | None
+
+    @classmethod
+    def from_row(cls, row: WebhookEventRow) -> WebhookEvent:
+        return cls(row.id, row.job_id, row.status, row.attempts, row.deadline, row.last_error)
 
 
 @dataclass(frozen=True)
@@ -90,6 +127,8 @@ class Job:
     attempts: int
     result_key: str | None
     error: str | None
+    webhook_url: str | None
+    webhook_secret: str | None
 
     @classmethod
     def from_row(cls, row: JobRow) -> Job:
@@ -98,6 +137,7 @@ class Job:
             params=dict(row.params), seed=int(row.seed), input_keys=list(row.input_keys), progress=row.progress,
             created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
             expires_at=row.expires_at, attempts=row.attempts, result_key=row.result_key, error=row.error,
+            webhook_url=row.webhook_url, webhook_secret=row.webhook_secret,
         )  # fmt: skip
 
 
@@ -118,7 +158,8 @@ def make_db_engine(url: str) -> Engine:
 
 
 class JobStore:
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, webhook_retry_s: float = 24 * 3600):
+        self.webhook_retry_s = webhook_retry_s  # how long a failing webhook delivery is retried
         self.engine = make_db_engine(url)
         Base.metadata.create_all(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
@@ -141,15 +182,20 @@ class JobStore:
         retention_s: float,
         status: JobStatus = JobStatus.QUEUED,
         error: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
     ) -> Job:
         now = time.time()
         row = JobRow(
             id=job_id, owner=owner, route=route, status=status.value, prompt=prompt, params=params, seed=str(seed),
             input_keys=input_keys, progress=0.0, created_at=now, expires_at=now + retention_s, attempts=0,
-            finished_at=now if status.terminal else None, error=error,
+            finished_at=now if status.terminal else None, error=error, webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
         )  # fmt: skip
         with self._session.begin() as session:
             session.add(row)
+            if status.terminal:
+                self._enqueue_webhook(session, row, now)
         return Job.from_row(row)
 
     def get(self, job_id: str, owner: str | None = None) -> Job | None:
@@ -239,25 +285,29 @@ class JobStore:
         result_key: str | None = None,
         error: str | None = None,
     ) -> bool:
-        """Move a running job held by ``worker_id`` to a terminal state; False if the lease was lost."""
+        """Move a running job held by ``worker_id`` to a terminal state; False if the lease was lost.
+
+        Its webhook call, if it asked for one, is queued in the same transaction.
+        """
         assert status.terminal
+        now = time.time()
         with self._session.begin() as session:
-            return (
-                session.execute(
-                    update(JobRow)
-                    .where(JobRow.id == job_id, JobRow.lease_owner == worker_id, JobRow.status == "running")
-                    .values(
-                        status=status.value,
-                        result_key=result_key,
-                        error=error,
-                        finished_at=time.time(),
-                        progress=1.0 if status == JobStatus.READY else JobRow.progress,
-                        lease_owner=None,
-                        lease_expires=None,
-                    )
-                ).rowcount
-                == 1
-            )
+            changed = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.lease_owner == worker_id, JobRow.status == "running")
+                .values(
+                    status=status.value,
+                    result_key=result_key,
+                    error=error,
+                    finished_at=now,
+                    progress=1.0 if status == JobStatus.READY else JobRow.progress,
+                    lease_owner=None,
+                    lease_expires=None,
+                )
+            ).rowcount
+            if changed == 1:
+                self._enqueue_webhook(session, session.get(JobRow, job_id), now)
+            return changed == 1
 
     def fail_exhausted(self, max_attempts: int) -> list[str]:
         """Jobs that crashed their worker ``max_attempts`` times and lost the lease again become Errors."""
@@ -268,18 +318,13 @@ class JobStore:
                     JobRow.status == "running", JobRow.lease_expires < now, JobRow.attempts >= max_attempts
                 )
             ).all()
-            if ids:
-                session.execute(
-                    update(JobRow)
-                    .where(JobRow.id.in_(ids), JobRow.status == "running", JobRow.lease_expires < now)
-                    .values(
-                        status=JobStatus.ERROR.value,
-                        error=f"the job stopped its worker {max_attempts} times",
-                        finished_at=now,
-                        lease_owner=None,
-                        lease_expires=None,
-                    )
-                )
+            for job_id in ids:
+                row = session.get(JobRow, job_id)
+                row.status = JobStatus.ERROR.value
+                row.error = f"the job stopped its worker {max_attempts} times"
+                row.finished_at = now
+                row.lease_owner = row.lease_expires = None
+                self._enqueue_webhook(session, row, now)
         return list(ids)
 
     def purge_expired(self) -> list[Job]:
@@ -290,4 +335,71 @@ class JobStore:
             jobs = [Job.from_row(row) for row in rows]
             for row in rows:
                 session.delete(row)
+            if jobs:
+                session.execute(delete(WebhookEventRow).where(WebhookEventRow.job_id.in_([job.id for job in jobs])))
         return jobs
+
+    # --- the webhook outbox ---------------------------------------------------------------------------------------
+
+    def _enqueue_webhook(self, session: Session, row: JobRow, now: float) -> None:
+        if row.webhook_url:
+            session.add(WebhookEventRow(
+                id=f"msg_{uuid.uuid4().hex}", job_id=row.id, status="pending", attempts=0, next_attempt_at=now,
+                deadline=now + self.webhook_retry_s, created_at=now,
+            ))  # fmt: skip
+
+    def claim_webhooks(self, worker_id: str, lease_s: float, limit: int) -> list[WebhookEvent]:
+        """Due, pending events not leased by another sender; leased to ``worker_id``."""
+        now = time.time()
+        with self._session.begin() as session:
+            ids = session.scalars(
+                select(WebhookEventRow.id)
+                .where(
+                    WebhookEventRow.status == "pending",
+                    WebhookEventRow.next_attempt_at <= now,
+                    or_(WebhookEventRow.lease_expires.is_(None), WebhookEventRow.lease_expires < now),
+                )
+                .order_by(WebhookEventRow.next_attempt_at)
+                .limit(limit)
+            ).all()
+            claimed = []
+            for event_id in ids:
+                taken = session.execute(
+                    update(WebhookEventRow)
+                    .where(
+                        WebhookEventRow.id == event_id,
+                        or_(WebhookEventRow.lease_expires.is_(None), WebhookEventRow.lease_expires < now),
+                    )
+                    .values(lease_owner=worker_id, lease_expires=now + lease_s)
+                ).rowcount
+                if taken:
+                    claimed.append(WebhookEvent.from_row(session.get(WebhookEventRow, event_id)))
+            return claimed
+
+    def record_webhook_attempt(
+        self, event_id: str, worker_id: str, *, delivered: bool, error: str | None, retry_at: float | None
+    ) -> None:
+        """After one delivery attempt: delivered, to be retried at ``retry_at``, or failed (``retry_at`` None)."""
+        now = time.time()
+        status = "delivered" if delivered else ("pending" if retry_at is not None else "failed")
+        with self._session.begin() as session:
+            session.execute(
+                update(WebhookEventRow)
+                .where(WebhookEventRow.id == event_id, WebhookEventRow.lease_owner == worker_id)
+                .values(
+                    status=status,
+                    attempts=WebhookEventRow.attempts + 1,
+                    last_error=error,
+                    next_attempt_at=retry_at if retry_at is not None else now,
+                    delivered_at=now if delivered else None,
+                    lease_owner=None,
+                    lease_expires=None,
+                )
+            )
+
+    def webhook_state(self, job_id: str) -> WebhookEvent | None:
+        with self._session() as session:
+            row = session.scalars(
+                select(WebhookEventRow).where(WebhookEventRow.job_id == job_id).order_by(WebhookEventRow.created_at)
+            ).first()
+            return WebhookEvent.from_row(row) if row else None

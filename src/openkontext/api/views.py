@@ -1,0 +1,51 @@
+"""How a job looks on the wire: the get_result body, also sent as the webhook payload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..jobs.store import Job, JobStatus, WebhookEvent
+from .signing import UrlSigner
+
+WIRE_STATUS = {
+    JobStatus.QUEUED: "Pending",
+    JobStatus.RUNNING: "Pending",
+    JobStatus.READY: "Ready",
+    JobStatus.ERROR: "Error",
+    JobStatus.REQUEST_MODERATED: "Request Moderated",
+    JobStatus.CONTENT_MODERATED: "Content Moderated",
+}
+
+
+def sample_url(job: Job, base_url: str, signer: UrlSigner) -> str:
+    path = f"/results/{job.id}/sample.{job.params['output_format']}"
+    signature = signer.sign(path)
+    return f"{base_url}{path}?exp={signature['exp']}&sig={signature['sig']}"
+
+
+def task_view(job: Job, *, base_url: str, signer: UrlSigner, webhook: WebhookEvent | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": job.id,
+        "status": WIRE_STATUS[job.status],
+        "result": None,
+        "progress": job.progress,
+        "details": None,
+        "preview": None,
+    }
+    if job.status == JobStatus.READY:
+        view["result"] = {
+            "sample": sample_url(job, base_url, signer),
+            "prompt": job.prompt,
+            "seed": job.seed,
+            "start_time": job.started_at,
+            "end_time": job.finished_at,
+            "duration": (job.finished_at or 0) - (job.started_at or 0),
+        }
+    elif job.status == JobStatus.ERROR:
+        view["details"] = {"error": job.error}
+    elif job.status in (JobStatus.REQUEST_MODERATED, JobStatus.CONTENT_MODERATED):
+        view["details"] = {"moderation_reasons": (job.error or "").split("; ")}
+    if webhook is not None:
+        view["webhook_status"] = webhook.status
+        view["webhook_attempts"] = webhook.attempts
+    return view
