@@ -6,6 +6,7 @@ whose aspect ratio is nearest its own, so a 4:3 photo gives a 4:3 result, never 
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 # The 17 resolutions FLUX.1 Kontext [dev] was trained at (diffusers' PREFERRED_KONTEXT_RESOLUTIONS), about 1 MP.
@@ -31,12 +32,14 @@ def make_buckets(side: int, multiple: int = 16) -> tuple[tuple[int, int], ...]:
         height = max(multiple, round(area / width / multiple) * multiple)
         if MIN_ASPECT <= width / height <= MAX_ASPECT and 0.8 <= width * height / area <= 1.2:
             buckets.append((width, height))
-    return tuple(sorted(buckets, key=lambda wh: wh[0] / wh[1]))
+    buckets += [(height, width) for width, height in buckets]  # as many portrait buckets as landscape ones
+    return tuple(sorted(set(buckets), key=lambda wh: (wh[0] / wh[1], wh[0])))
 
 
 def nearest_bucket(width: int, height: int, buckets: tuple[tuple[int, int], ...]) -> tuple[int, int]:
-    aspect = width / height
-    return min(buckets, key=lambda wh: (abs(wh[0] / wh[1] - aspect), -wh[0] * wh[1]))
+    # Distance in log aspect: 2:1 is as far from 1:1 as 1:2 is, so a transposed input gets the transposed bucket.
+    log_aspect = math.log(width / height)
+    return min(buckets, key=lambda wh: (abs(math.log(wh[0] / wh[1]) - log_aspect), -wh[0] * wh[1]))
 
 
 def parse_aspect_ratio(text: str) -> float:

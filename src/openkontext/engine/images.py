@@ -44,7 +44,8 @@ def decode_image(raw: bytes, *, max_pixels: int) -> Image.Image:
     """
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # ``max_pixels`` below is the limit, not Pillow's default MAX_IMAGE_PIXELS (≈ 89 M, a warning).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(raw))
             if image.format not in ACCEPTED_INPUT_FORMATS:
                 raise ImageInputError(f"unsupported image format {image.format}; send JPEG, PNG or WebP")
@@ -57,7 +58,10 @@ def decode_image(raw: bytes, *, max_pixels: int) -> Image.Image:
             image = ImageOps.exif_transpose(image)
     except ImageInputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:  # Pillow's hard cap, 2 × MAX_IMAGE_PIXELS, also read from the header
+        limit = min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)
+        raise ImageInputError(f"image has more pixels than the limit of {limit}") from None
+    except UnidentifiedImageError:
         raise ImageInputError("data is not a decodable image (JPEG, PNG or WebP)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageInputError(f"image is corrupt or truncated ({type(exc).__name__})") from None

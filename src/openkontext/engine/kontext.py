@@ -51,6 +51,9 @@ class KontextEngine:
     ) -> tuple[int, int]:
         """The (width, height) bucket for a request: explicit size, else the aspect ratio, else the first image's."""
         if size is not None:
+            multiple = self.pipeline.vae_scale_factor * 2  # the pipeline silently rounds other sizes down
+            if size[0] < multiple or size[1] < multiple or size[0] % multiple or size[1] % multiple:
+                raise ValueError(f"size must be positive multiples of {multiple}, not {size[0]}x{size[1]}")
             return size
         if aspect_ratio is not None:
             return nearest_bucket(int(aspect_ratio * 1000), 1000, self.info.buckets)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from diffusers import FluxKontextPipeline, FluxTransformer2DModel
+from diffusers.loaders.single_file_utils import load_single_file_checkpoint
 
 from .buckets import FLUX_KONTEXT_BUCKETS, make_buckets
 from .configs import CONFIGS, build_pipeline
@@ -104,6 +105,83 @@ def load_single_file_transformer(file: Path, config_folder: Path, dtype: torch.d
     """
     if not file.is_file():
         raise ModelNotFoundError(f"Transformer file not found: {file}")
+    checkpoint = load_single_file_checkpoint(str(file), local_files_only=True)
+    if any(key.startswith(("double_blocks.", "model.diffusion_model.double_blocks.")) for key in checkpoint):
+        # diffusers' own converter assumes FLUX.1's width (3072); ours takes it from the config, so any size loads.
+        config = FluxTransformer2DModel.load_config(config_folder / "transformer", local_files_only=True)
+        checkpoint = convert_bfl_transformer(checkpoint, config["num_attention_heads"] * config["attention_head_dim"])
     return FluxTransformer2DModel.from_single_file(
-        str(file), config=str(config_folder), subfolder="transformer", torch_dtype=dtype, local_files_only=True
+        checkpoint, config=str(config_folder), subfolder="transformer", torch_dtype=dtype, local_files_only=True
     )
+
+
+# BFL name → diffusers name of the tensors that are only renamed, as in diffusers'
+# convert_flux_transformer_checkpoint_to_diffusers; "{}" is a block index.
+# Names without ".scale" stand for both the ".weight" and the ".bias" tensor.
+_BFL_RENAMES = {
+    "time_in.in_layer": "time_text_embed.timestep_embedder.linear_1",
+    "time_in.out_layer": "time_text_embed.timestep_embedder.linear_2",
+    "vector_in.in_layer": "time_text_embed.text_embedder.linear_1",
+    "vector_in.out_layer": "time_text_embed.text_embedder.linear_2",
+    "guidance_in.in_layer": "time_text_embed.guidance_embedder.linear_1",
+    "guidance_in.out_layer": "time_text_embed.guidance_embedder.linear_2",
+    "txt_in": "context_embedder",
+    "img_in": "x_embedder",
+    "final_layer.linear": "proj_out",
+    "double_blocks.{}.img_mod.lin": "transformer_blocks.{}.norm1.linear",
+    "double_blocks.{}.txt_mod.lin": "transformer_blocks.{}.norm1_context.linear",
+    "double_blocks.{}.img_attn.norm.query_norm.scale": "transformer_blocks.{}.attn.norm_q.weight",
+    "double_blocks.{}.img_attn.norm.key_norm.scale": "transformer_blocks.{}.attn.norm_k.weight",
+    "double_blocks.{}.txt_attn.norm.query_norm.scale": "transformer_blocks.{}.attn.norm_added_q.weight",
+    "double_blocks.{}.txt_attn.norm.key_norm.scale": "transformer_blocks.{}.attn.norm_added_k.weight",
+    "double_blocks.{}.img_mlp.0": "transformer_blocks.{}.ff.net.0.proj",
+    "double_blocks.{}.img_mlp.2": "transformer_blocks.{}.ff.net.2",
+    "double_blocks.{}.txt_mlp.0": "transformer_blocks.{}.ff_context.net.0.proj",
+    "double_blocks.{}.txt_mlp.2": "transformer_blocks.{}.ff_context.net.2",
+    "double_blocks.{}.img_attn.proj": "transformer_blocks.{}.attn.to_out.0",
+    "double_blocks.{}.txt_attn.proj": "transformer_blocks.{}.attn.to_add_out",
+    "single_blocks.{}.modulation.lin": "single_transformer_blocks.{}.norm.linear",
+    "single_blocks.{}.norm.query_norm.scale": "single_transformer_blocks.{}.attn.norm_q.weight",
+    "single_blocks.{}.norm.key_norm.scale": "single_transformer_blocks.{}.attn.norm_k.weight",
+    "single_blocks.{}.linear2": "single_transformer_blocks.{}.proj_out",
+}
+
+
+def convert_bfl_transformer(checkpoint: dict[str, torch.Tensor], inner_dim: int) -> dict[str, torch.Tensor]:
+    """BFL's original Flux transformer layout → diffusers', for a model ``inner_dim`` wide (3072 for FLUX.1).
+
+    The same mapping as diffusers' converter, which hard-codes 3072 and so cannot load any other size.
+    """
+    source = {key.removeprefix("model.diffusion_model."): value for key, value in checkpoint.items()}
+    doubles = sorted({int(key.split(".")[1]) for key in source if key.startswith("double_blocks.")})
+    singles = sorted({int(key.split(".")[1]) for key in source if key.startswith("single_blocks.")})
+    has_guidance = any(key.startswith("guidance_in.") for key in source)
+    renames = []
+    for bfl, diffusers in _BFL_RENAMES.items():
+        if bfl.startswith(("double_blocks", "single_blocks")):
+            indices = doubles if bfl.startswith("double_blocks") else singles
+            renames += [(bfl.format(i), diffusers.format(i)) for i in indices]
+        elif has_guidance or not bfl.startswith("guidance_in."):
+            renames.append((bfl, diffusers))
+    out = {}
+    for bfl, diffusers in renames:
+        if bfl.endswith(".scale"):
+            out[diffusers] = source[bfl]
+        else:
+            out[diffusers + ".weight"], out[diffusers + ".bias"] = source[bfl + ".weight"], source[bfl + ".bias"]
+    for suffix in (".weight", ".bias"):
+        # BFL's final modulation holds (shift, scale); diffusers' AdaLayerNormContinuous expects (scale, shift).
+        shift, scale = source["final_layer.adaLN_modulation.1" + suffix].chunk(2)
+        out["norm_out.linear" + suffix] = torch.cat([scale, shift])
+        for i in doubles:
+            block = f"transformer_blocks.{i}.attn."
+            for name, part in zip("qkv", source[f"double_blocks.{i}.img_attn.qkv{suffix}"].chunk(3)):
+                out[f"{block}to_{name}{suffix}"] = part
+            for name, part in zip("qkv", source[f"double_blocks.{i}.txt_attn.qkv{suffix}"].chunk(3)):
+                out[f"{block}add_{name}_proj{suffix}"] = part
+        for i in singles:
+            fused = source[f"single_blocks.{i}.linear1{suffix}"]  # q, k, v and the MLP input, concatenated
+            parts = fused.split([inner_dim, inner_dim, inner_dim, len(fused) - 3 * inner_dim])
+            for name, part in zip(("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"), parts):
+                out[f"single_transformer_blocks.{i}.{name}{suffix}"] = part
+    return out
