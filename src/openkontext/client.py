@@ -9,9 +9,13 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import io
+import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,3 +166,43 @@ class Client:
         task_id = self.submit(prompt, image, **params)["id"]
         state = self.wait(task_id, timeout=timeout)
         return EditResult(id=task_id, data=self.download(state["result"]["sample"]), result=state["result"])
+
+
+class WebhookVerificationError(OpenKontextError):
+    """A webhook call's signature is missing, wrong, or too old."""
+
+
+def verify_webhook(
+    body: bytes, headers: Mapping[str, str], secret: str, *, tolerance_s: int = 300, now: float | None = None
+) -> dict[str, Any]:
+    """Check a webhook call from OpenKontext and return its JSON payload; raises WebhookVerificationError.
+
+    Verifies the Standard Webhooks signature (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``) when
+    present, and refuses timestamps more than ``tolerance_s`` away from now (replays); otherwise falls back to
+    BFL's ``X-BFL-Signature: sha256=<hex>`` over the body. ``body`` must be the raw bytes received.
+    """
+    lowered = {key.lower(): value for key, value in headers.items()}
+    if "webhook-signature" in lowered:
+        message_id, timestamp = lowered.get("webhook-id", ""), lowered.get("webhook-timestamp", "")
+        if not timestamp.isdigit():
+            raise WebhookVerificationError("missing or malformed webhook-timestamp")
+        if abs((now or time.time()) - int(timestamp)) > tolerance_s:
+            raise WebhookVerificationError("webhook-timestamp is outside the replay window")
+        key = secret.encode()
+        if secret.startswith("whsec_"):
+            key = base64.b64decode(secret[len("whsec_") :])
+        signed = f"{message_id}.{timestamp}.".encode() + body
+        expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        candidates = [part.split(",", 1)[1] for part in lowered["webhook-signature"].split() if part.startswith("v1,")]
+        if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+            raise WebhookVerificationError("webhook-signature does not match")
+    elif "x-bfl-signature" in lowered:
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, lowered["x-bfl-signature"]):
+            raise WebhookVerificationError("X-BFL-Signature does not match")
+        payload = json.loads(body)
+        if abs((now or time.time()) - float(payload.get("timestamp", 0))) > tolerance_s:
+            raise WebhookVerificationError("payload timestamp is outside the replay window")
+    else:
+        raise WebhookVerificationError("no signature headers")
+    return json.loads(body)

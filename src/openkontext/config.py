@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     webhook_retry_s: float = Field(
         24 * 3600, gt=0, description="How long a failing webhook delivery is retried (backoff with jitter)."
     )
+    webhook_backoff_s: float = Field(
+        2.0, gt=0, description="Delay before the first webhook retry; it doubles each time (±50% jitter), up to 1 h."
+    )
     fetch_timeout_s: float = Field(20.0, gt=0, description="Total time allowed to fetch an input_image URL.")
     url_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -107,7 +107,7 @@ def fetch(
                 response = pinned_request(client, "GET", url, policy)
             except httpx.HTTPError as exc:
                 raise FetchError(f"could not fetch the URL ({type(exc).__name__})") from None
-            with response:
+            try:
                 if response.is_redirect:
                     url = urljoin(url, response.headers.get("location", ""))
                     continue
@@ -131,4 +131,6 @@ def fetch(
                 except httpx.HTTPError as exc:
                     raise FetchError(f"could not fetch the URL ({type(exc).__name__})") from None
                 return b"".join(chunks)
+            finally:
+                response.close()
         raise FetchError(f"the URL redirected more than {max_redirects} times")

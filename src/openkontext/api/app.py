@@ -77,6 +77,7 @@ def build_service(settings: Settings, engine: KontextEngine | None = None) -> Se
         url_policy,
         worker_id=workers.id,
         timeout_s=settings.webhook_timeout_s,
+        first_backoff_s=settings.webhook_backoff_s,
     )
     return Service(
         settings=settings, store=store, storage=storage, signer=signer, keys=KeyRing(configured_keys),

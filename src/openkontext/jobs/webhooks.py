@@ -34,7 +34,6 @@ from .store import Job, JobStore, WebhookEvent
 
 log = logging.getLogger(__name__)
 
-RETRY_BASE_S = 2.0
 RETRY_MAX_S = 3600.0
 
 
@@ -54,9 +53,9 @@ def sign_headers(secret: str, message_id: str, timestamp: int, body: bytes) -> d
     return {"webhook-signature": f"v1,{standard}", "X-BFL-Signature": f"sha256={bfl}"}
 
 
-def backoff_s(attempt: int) -> float:
-    """Delay before retry number ``attempt`` (1-based): doubling from 2 s up to an hour, ±50 % jitter."""
-    return min(RETRY_BASE_S * 2 ** (attempt - 1), RETRY_MAX_S) * random.uniform(0.5, 1.5)
+def backoff_s(attempt: int, first_s: float) -> float:
+    """Delay before retry number ``attempt`` (1-based): doubling from ``first_s`` up to an hour, ±50 % jitter."""
+    return min(first_s * 2 ** (attempt - 1), RETRY_MAX_S) * random.uniform(0.5, 1.5)
 
 
 class WebhookSender:
@@ -68,6 +67,7 @@ class WebhookSender:
         *,
         worker_id: str,
         timeout_s: float,
+        first_backoff_s: float = 2.0,
         concurrency: int = 8,
         poll_s: float = 0.5,
     ):
@@ -76,6 +76,7 @@ class WebhookSender:
         self.policy = policy
         self.worker_id = f"{worker_id}:webhooks"
         self.timeout_s = timeout_s
+        self.first_backoff_s = first_backoff_s
         self.concurrency = concurrency
         self.poll_s = poll_s
         self._stop = threading.Event()
@@ -113,7 +114,14 @@ class WebhookSender:
         try:
             self.deliver(event)
         except Exception:
+            # A bug, not the receiver's fault: count the attempt and retry later rather than lose the event.
             log.exception("webhook %s: delivery crashed", event.id)
+            try:
+                retry_at = time.time() + backoff_s(event.attempts + 1, self.first_backoff_s)
+                self.store.record_webhook_attempt(event.id, self.worker_id, delivered=False, error="internal error",
+                                                  retry_at=retry_at if retry_at < event.deadline else None)  # fmt: skip
+            except Exception:
+                log.exception("webhook %s: recording the failed attempt failed", event.id)
         finally:
             self._in_flight.release()
 
@@ -130,9 +138,9 @@ class WebhookSender:
             headers.update(sign_headers(job.webhook_secret, event.id, timestamp, body))
         retryable, error = False, None
         try:
-            with pinned_request(self._http, "POST", job.webhook_url, self.policy, content=body,
-                                headers=headers) as response:  # fmt: skip
-                status = response.status_code
+            response = pinned_request(self._http, "POST", job.webhook_url, self.policy, content=body, headers=headers)
+            response.close()  # the status is all we need; never read a receiver's body
+            status = response.status_code
             if 200 <= status < 300:
                 self.store.record_webhook_attempt(event.id, self.worker_id, delivered=True, error=None, retry_at=None)
                 log.info("webhook %s for task %s: delivered (HTTP %d)", event.id, job.id, status)
@@ -143,7 +151,7 @@ class WebhookSender:
             error = str(exc)
         except httpx.HTTPError as exc:
             retryable, error = True, f"{type(exc).__name__}"
-        retry_at = time.time() + backoff_s(event.attempts + 1) if retryable else None
+        retry_at = time.time() + backoff_s(event.attempts + 1, self.first_backoff_s) if retryable else None
         if retry_at is not None and retry_at > event.deadline:
             retry_at, error = None, f"{error}; gave up after retrying until the deadline"
         self.store.record_webhook_attempt(event.id, self.worker_id, delivered=False, error=error, retry_at=retry_at)
