@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     signing_secret: str | None = Field(
         None, description="HMAC secret for result URLs; default: generated once into data_dir/signing-secret."
     )
+    previews: bool = Field(True, description="Render a small preview of running tasks every few steps.")
     webhook_timeout_s: float = Field(10.0, gt=0, le=30, description="Timeout of one webhook call, in seconds.")
     webhook_retry_s: float = Field(
         24 * 3600, gt=0, description="How long a failing webhook delivery is retried (backoff with jitter)."

@@ -151,14 +151,16 @@ def test_failing_receiver_is_retried_with_backoff_until_it_recovers(start_server
     # 503, connection-level 429, then 500, then it recovers.
     statuses = {1: 503, 2: 429, 3: 500}
     receiver = receivers(lambda n: (statuses.get(n, 200), 0, {}))
-    server = start_server(**FAST_RETRIES)
+    server = start_server(**{**FAST_RETRIES, "webhook_backoff_s": 1.0})
     with server.client() as client:
         task_id = submit(client, webhook_url=receiver.url)["id"]
         calls = receiver.wait_calls(4)
         state = webhook_state(client, task_id, "delivered")
     assert state["webhook_attempts"] == 4
     gaps = [b["at"] - a["at"] for a, b in zip(calls, calls[1:])]
-    assert gaps[-1] > gaps[0]  # backoff grows (0.2 s doubling, ±50% jitter: 0.1–0.3 s, then 0.4–1.2 s)
+    # Delays of 1, 2 and 4 s, each jittered to 50–150 %: at least 0.5, 1 and 2 s (the sender's 0.5 s poll only
+    # adds to them). Without backoff the retries would come every poll, about 0.5 s apart.
+    assert gaps[0] >= 0.5 and gaps[1] >= 1.0 and gaps[2] >= 2.0, gaps
     assert len({call["headers"]["webhook-id"] for call in calls}) == 1  # one event, retried
 
 

@@ -18,6 +18,7 @@ from ..engine.loading import load_engine
 from ..jobs.store import JobStore
 from ..jobs.webhooks import WebhookSender
 from ..jobs.worker import WorkerPool
+from ..metrics import Metrics
 from ..netguard import UrlPolicy
 from ..safety.moderation import Moderator
 from ..storage import LocalStorage
@@ -44,6 +45,7 @@ class Service:
     workers: WorkerPool
     url_policy: UrlPolicy
     webhooks: WebhookSender
+    metrics: Metrics
 
 
 def build_service(settings: Settings, engine: KontextEngine | None = None) -> Service:
@@ -68,8 +70,10 @@ def build_service(settings: Settings, engine: KontextEngine | None = None) -> Se
     moderator = Moderator(settings.blocked_terms)
     signer = UrlSigner(load_or_create_secret(settings.signing_secret, settings.data_dir / "signing-secret"),
                        settings.delivery_ttl_s)  # fmt: skip
+    metrics = Metrics(store.count_by_status)
     workers = WorkerPool(store, storage, engine, moderator, threads=settings.workers, lease_s=settings.lease_s,
-                         max_attempts=settings.max_attempts, purge_interval_s=settings.purge_interval_s)  # fmt: skip
+                         max_attempts=settings.max_attempts, metrics=metrics,
+                         purge_interval_s=settings.purge_interval_s, previews=settings.previews)  # fmt: skip
     url_policy = UrlPolicy(tuple(settings.url_allowlist))
     webhooks = WebhookSender(
         store,
@@ -82,6 +86,7 @@ def build_service(settings: Settings, engine: KontextEngine | None = None) -> Se
     return Service(
         settings=settings, store=store, storage=storage, signer=signer, keys=KeyRing(configured_keys),
         moderator=moderator, engine=engine, workers=workers, url_policy=url_policy, webhooks=webhooks,
+        metrics=metrics,
     )  # fmt: skip
 
 

@@ -1,26 +1,36 @@
-"""HTTP routes: submit an edit, poll its result, fetch the signed result file, health.
+"""HTTP routes: submit (four routes, one handler), poll, stream, list, cancel, signed download, operations.
 
 Handlers are plain ``def``s: FastAPI runs them in its thread pool, so decoding images and writing to the job store
-never block the event loop.
+never block the event loop. The SSE stream is the one ``async`` handler; it reads the store in the thread pool.
 """
 
 from __future__ import annotations
 
-import io
-import secrets
+import json
 import time
-import uuid
+
+import anyio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
 from fastapi.security import APIKeyHeader
 
-from ..engine.images import ImageInputError, decode_base64, decode_image, media_type
+from ..engine.images import media_type
 from ..jobs.store import Job, JobStatus
-from ..netguard import BlockedURLError, FetchError, fetch
-from .schemas import AlphaEditRequest, ErrorResponse, ResultResponse, SubmitResponse, WebhookSubmitResponse
+from ..jobs.worker import preview_key
+from .schemas import (
+    AlphaEditRequest,
+    ErrorResponse,
+    KontextRequest,
+    ResultResponse,
+    SubmitResponse,
+    TaskList,
+    TextToImageRequest,
+    WebhookSubmitResponse,
+)
+from .submit import submit
 from .views import WIRE_STATUS, task_view
 
 router = APIRouter()
@@ -28,6 +38,9 @@ router = APIRouter()
 _key_header = APIKeyHeader(name="x-key", auto_error=False, description="Your API key.")
 
 AUTH_ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}}
+SUBMIT_ERRORS = {**AUTH_ERRORS, 409: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
+                 429: {"model": ErrorResponse}}  # fmt: skip
+SSE_POLL_S = 0.25
 
 
 def service_of(request: Request):
@@ -45,10 +58,12 @@ def require_owner(request: Request, key: Annotated[str | None, Depends(_key_head
 
 
 Owner = Annotated[str, Depends(require_owner)]
-
-
-def field_error(field: str, message: str, kind: str = "value_error") -> RequestValidationError:
-    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": kind}])
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=255,
+           description="Retrying a submit with the same key returns the first task instead of running twice."),
+]  # fmt: skip
+TaskId = Annotated[str, Query(max_length=64, description="The task id from the submit response.")]
 
 
 def base_url(request: Request) -> str:
@@ -59,113 +74,133 @@ def base_url(request: Request) -> str:
 # --- submit ---------------------------------------------------------------------------------------------------------
 
 
-@router.post(
-    "/v1/flux-bagel-alpha",
-    response_model=SubmitResponse | WebhookSubmitResponse,
-    responses={**AUTH_ERRORS, 413: {"model": ErrorResponse}, 429: {"model": ErrorResponse}},
-    summary="Edit an image as the prompt asks (alpha route)",
-    tags=["edit"],
-)
-def submit_alpha(body: AlphaEditRequest, request: Request, owner: Owner) -> SubmitResponse | WebhookSubmitResponse:
-    job = submit(request, owner, route="flux-bagel-alpha", body=body, images=[body.input_image])
-    return submit_response(request, job)
-
-
-def submit(request: Request, owner: str, *, route: str, body: AlphaEditRequest, images: list[str]) -> Job:
-    """Validate, decode, moderate and queue one task. Nothing is stored unless every check passed."""
-    service = service_of(request)
-    settings = service.settings
-    if len(body.prompt) > settings.max_prompt_chars:
-        raise field_error("prompt", f"prompt is longer than {settings.max_prompt_chars} characters")
-    if service.store.count_active(owner) >= settings.max_active_tasks:
-        raise HTTPException(429, f"too many active tasks: at most {settings.max_active_tasks} queued or running per key")
-
-    webhook_url = str(body.webhook_url) if body.webhook_url else None
-    if webhook_url:
-        try:
-            service.url_policy.resolve(webhook_url)
-        except BlockedURLError as exc:
-            raise field_error("webhook_url", f"webhook_url: {exc}") from None
-
-    decoded = []
-    for index, data in enumerate(images):
-        field = "input_image" if index == 0 else f"input_image_{index + 1}"
-        try:
-            decoded.append(decode_image(image_bytes_of(data, service), max_pixels=settings.max_image_pixels))
-        except (ImageInputError, BlockedURLError, FetchError) as exc:
-            raise field_error(field, f"{field}: {exc}") from None
-
-    job_id = str(uuid.uuid4())
-    seed = body.seed if body.seed is not None else secrets.randbelow(2**32)
-    params: dict[str, Any] = {
-        "steps": body.steps,
-        "guidance": body.guidance,
-        "safety_tolerance": body.safety_tolerance,
-        "output_format": body.output_format,
-    }
-    common = dict(job_id=job_id, owner=owner, route=route, prompt=body.prompt, params=params, seed=seed,
-                  retention_s=settings.retention_s, webhook_url=webhook_url,
-                  webhook_secret=body.webhook_secret)  # fmt: skip
-
-    verdict = service.moderator.check_prompt(body.prompt, body.safety_tolerance)
-    for image in decoded:
-        if not verdict.flagged:
-            verdict = service.moderator.check_image(image, body.safety_tolerance)
-    if verdict.flagged:
-        return service.store.create(
-            **common, input_keys=[], status=JobStatus.REQUEST_MODERATED, error="; ".join(verdict.reasons)
-        )
-
-    input_keys = []
-    for index, image in enumerate(decoded):
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        key = f"{job_id}/input-{index}.png"
-        service.storage.put(key, buffer.getvalue())
-        input_keys.append(key)
-    job = service.store.create(**common, input_keys=input_keys)
-    service.workers.wake()
-    return job
-
-
-def image_bytes_of(data: str, service) -> bytes:
-    """An ``input_image`` value as bytes: fetched (SSRF-guarded) when it is an http(s) URL, else base64-decoded."""
-    if data[:8].lower().startswith(("http://", "https://")):
-        return fetch(data.strip(), service.url_policy, max_bytes=service.settings.max_body_bytes,
-                     timeout_s=service.settings.fetch_timeout_s)  # fmt: skip
-    return decode_base64(data)
-
-
-def submit_response(request: Request, job: Job) -> SubmitResponse | WebhookSubmitResponse:
+def accepted(request: Request, job: Job) -> SubmitResponse | WebhookSubmitResponse:
     """BFL's answer to a submit: with a webhook_url it is the webhook variant (id, status, webhook_url)."""
+    polling_url = f"{base_url(request)}/v1/get_result?id={job.id}"
     if job.webhook_url:
         return WebhookSubmitResponse(id=job.id, status=WIRE_STATUS[job.status], webhook_url=job.webhook_url,
-                                     polling_url=polling_url(request, job.id))  # fmt: skip
-    return SubmitResponse(id=job.id, polling_url=polling_url(request, job.id))
+                                     polling_url=polling_url)  # fmt: skip
+    return SubmitResponse(id=job.id, polling_url=polling_url)
 
 
-def polling_url(request: Request, job_id: str) -> str:
-    return f"{base_url(request)}/v1/get_result?id={job_id}"
+SUBMIT = dict(response_model=SubmitResponse | WebhookSubmitResponse, responses=SUBMIT_ERRORS, tags=["submit"])
 
 
-# --- poll -----------------------------------------------------------------------------------------------------------
+@router.post("/v1/flux-bagel-alpha", summary="Edit an image as the prompt asks (the alpha API doc's route)", **SUBMIT)
+def submit_alpha(body: AlphaEditRequest, request: Request, owner: Owner, idempotency_key: IdempotencyKey = None):
+    job = submit(service_of(request), owner, route="flux-bagel-alpha", body=body, idempotency_key=idempotency_key)
+    return accepted(request, job)
+
+
+@router.post("/v1/flux-kontext-pro", summary="Edit (or, without input_image, generate) — BFL's Kontext Pro schema",
+             **SUBMIT)  # fmt: skip
+def submit_kontext_pro(body: KontextRequest, request: Request, owner: Owner, idempotency_key: IdempotencyKey = None):
+    job = submit(service_of(request), owner, route="flux-kontext-pro", body=body, idempotency_key=idempotency_key)
+    return accepted(request, job)
+
+
+@router.post("/v1/flux-kontext-max", summary="Same as flux-kontext-pro (one model serves both names)", **SUBMIT)
+def submit_kontext_max(body: KontextRequest, request: Request, owner: Owner, idempotency_key: IdempotencyKey = None):
+    job = submit(service_of(request), owner, route="flux-kontext-max", body=body, idempotency_key=idempotency_key)
+    return accepted(request, job)
+
+
+@router.post("/v1/flux-dev", summary="Text to image at an explicit width × height", **SUBMIT)
+def submit_text_to_image(
+    body: TextToImageRequest, request: Request, owner: Owner, idempotency_key: IdempotencyKey = None
+):
+    job = submit(service_of(request), owner, route="flux-dev", body=body, size=(body.width, body.height),
+                 idempotency_key=idempotency_key)  # fmt: skip
+    return accepted(request, job)
+
+
+# --- poll, stream, list, cancel -------------------------------------------------------------------------------------
+
+
+def view_of(request: Request, job: Job) -> dict[str, Any]:
+    service = service_of(request)
+    preview = None
+    if job.status == JobStatus.RUNNING and service.storage.exists(preview_key(job.id)):
+        preview = service.storage.get(preview_key(job.id))
+    return task_view(
+        job,
+        base_url=base_url(request),
+        signer=service.signer,
+        webhook=service.store.webhook_state(job.id) if job.webhook_url else None,
+        queue_position=service.store.queue_position(job) if job.status == JobStatus.QUEUED else None,
+        preview=preview,
+    )
+
+
+def not_found(task_id: str) -> dict[str, Any]:
+    return ResultResponse(id=task_id, status="Task not found").model_dump()
+
+
+@router.get("/v1/get_result", response_model=ResultResponse, responses=AUTH_ERRORS, tags=["tasks"],
+            summary="Poll a task: status, progress, and the result URL when Ready")  # fmt: skip
+def get_result(request: Request, owner: Owner, id: TaskId) -> ResultResponse:
+    job = service_of(request).store.get(id, owner)
+    return ResultResponse(**(view_of(request, job) if job else not_found(id)))
+
+
+@router.post("/v1/cancel", response_model=ResultResponse, responses=AUTH_ERRORS, tags=["tasks"],
+             summary="Cancel a queued or running task")  # fmt: skip
+def cancel(request: Request, owner: Owner, id: TaskId) -> ResultResponse:
+    """A queued task is Cancelled at once; a running one stops within one step. Ended tasks are left as they are.
+    Returns the task's state after the request."""
+    service = service_of(request)
+    job = service.store.cancel(id, owner)
+    if job is None:
+        return ResultResponse(**not_found(id))
+    return ResultResponse(**view_of(request, job))
+
+
+@router.get("/v1/tasks", response_model=TaskList, responses=AUTH_ERRORS, tags=["tasks"],
+            summary="The calling key's tasks, newest first")  # fmt: skip
+def list_tasks(
+    request: Request,
+    owner: Owner,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=32, description="next_cursor of the previous page")] = None,
+) -> TaskList:
+    before = None
+    if cursor is not None:
+        try:
+            before = float(cursor)
+        except ValueError:
+            raise HTTPException(422, "cursor must be a next_cursor value from a previous page") from None
+    jobs = service_of(request).store.list_for(owner, limit=limit + 1, before=before)
+    page, more = jobs[:limit], len(jobs) > limit
+    return TaskList(tasks=[ResultResponse(**view_of(request, job)) for job in page],
+                    next_cursor=repr(page[-1].created_at) if more else None)  # fmt: skip
 
 
 @router.get(
-    "/v1/get_result",
-    response_model=ResultResponse,
-    response_model_exclude_none=False,
-    responses=AUTH_ERRORS,
-    summary="Poll a task: status, progress, and the result URL when Ready",
-    tags=["edit"],
+    "/v1/get_result/stream",
+    responses={**AUTH_ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    response_class=StreamingResponse,
+    tags=["tasks"],
+    summary="Server-sent events of a task's status and progress, until it ends",
 )
-def get_result(request: Request, owner: Owner, id: Annotated[str, Query(max_length=64)]) -> ResultResponse:
-    service = service_of(request)
-    job = service.store.get(id, owner)
-    if job is None:
-        return ResultResponse(id=id, status="Task not found")
-    webhook = service.store.webhook_state(job.id) if job.webhook_url else None
-    return ResultResponse(**task_view(job, base_url=base_url(request), signer=service.signer, webhook=webhook))
+async def stream_result(request: Request, owner: Owner, id: TaskId) -> StreamingResponse:
+    """Each event is ``event: status`` with the get_result body as ``data``, sent whenever it changes (the signed
+    URL aside); the stream ends after the terminal state."""
+    store = service_of(request).store
+
+    async def events():
+        last = None
+        while not await request.is_disconnected():
+            job = await run_in_threadpool(store.get, id, owner)
+            view = await run_in_threadpool(view_of, request, job) if job else not_found(id)
+            comparable = {**view, "result": bool(view["result"])}
+            if comparable != last:
+                last = comparable
+                yield f"event: status\ndata: {json.dumps(view)}\n\n"
+            if job is None or job.status.terminal:
+                return
+            await anyio.sleep(SSE_POLL_S)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 # --- delivery -------------------------------------------------------------------------------------------------------
@@ -197,17 +232,28 @@ def download_result(
     except FileNotFoundError:
         raise HTTPException(404, "result not found (it may have been purged)") from None
     max_age = max(0, int(exp) - int(time.time()))
-    return Response(
-        data,
-        media_type=media_type(job.params["output_format"]),
-        headers={"Cache-Control": f"private, max-age={max_age}"},
-    )
+    return Response(data, media_type=media_type(job.params["output_format"]),
+                    headers={"Cache-Control": f"private, max-age={max_age}"})  # fmt: skip
 
 
 # --- operations -----------------------------------------------------------------------------------------------------
 
 
-@router.get("/health", summary="Liveness", tags=["operations"])
+@router.get("/health", summary="Liveness: the process answers", tags=["operations"])
 def health(request: Request) -> dict[str, Any]:
     info = service_of(request).engine.info
     return {"status": "ok", "model": info.name, "placeholder_model": info.placeholder}
+
+
+@router.get("/ready", summary="Readiness: the model is loaded and workers are running", tags=["operations"],
+            responses={503: {"model": ErrorResponse}})  # fmt: skip
+def ready(request: Request) -> dict[str, Any]:
+    service = service_of(request)
+    if not service.workers.running:
+        raise HTTPException(503, "workers are not running")
+    return {"status": "ready", "model": service.engine.info.name, "workers": service.settings.workers}
+
+
+@router.get("/metrics", summary="Prometheus metrics", tags=["operations"], response_class=Response)
+def metrics(request: Request) -> Response:
+    return Response(service_of(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from ..jobs.store import Job, JobStatus, WebhookEvent
@@ -14,6 +15,7 @@ WIRE_STATUS = {
     JobStatus.ERROR: "Error",
     JobStatus.REQUEST_MODERATED: "Request Moderated",
     JobStatus.CONTENT_MODERATED: "Content Moderated",
+    JobStatus.CANCELLED: "Cancelled",
 }
 
 
@@ -23,7 +25,15 @@ def sample_url(job: Job, base_url: str, signer: UrlSigner) -> str:
     return f"{base_url}{path}?exp={signature['exp']}&sig={signature['sig']}"
 
 
-def task_view(job: Job, *, base_url: str, signer: UrlSigner, webhook: WebhookEvent | None = None) -> dict[str, Any]:
+def task_view(
+    job: Job,
+    *,
+    base_url: str,
+    signer: UrlSigner,
+    webhook: WebhookEvent | None = None,
+    queue_position: int | None = None,
+    preview: bytes | None = None,
+) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": job.id,
         "status": WIRE_STATUS[job.status],
@@ -32,6 +42,13 @@ def task_view(job: Job, *, base_url: str, signer: UrlSigner, webhook: WebhookEve
         "details": None,
         "preview": None,
     }
+    if job.status == JobStatus.QUEUED:
+        view["queue_position"] = queue_position
+    elif job.status == JobStatus.RUNNING:
+        view["step"], view["steps"] = job.step, job.params["steps"]
+        if preview is not None:
+            view["preview"] = {"image": "data:image/jpeg;base64," + base64.b64encode(preview).decode(),
+                               "step": job.step}  # fmt: skip
     if job.status == JobStatus.READY:
         view["result"] = {
             "sample": sample_url(job, base_url, signer),
@@ -41,7 +58,7 @@ def task_view(job: Job, *, base_url: str, signer: UrlSigner, webhook: WebhookEve
             "end_time": job.finished_at,
             "duration": (job.finished_at or 0) - (job.started_at or 0),
         }
-    elif job.status == JobStatus.ERROR:
+    elif job.status in (JobStatus.ERROR, JobStatus.CANCELLED):
         view["details"] = {"error": job.error}
     elif job.status in (JobStatus.REQUEST_MODERATED, JobStatus.CONTENT_MODERATED):
         view["details"] = {"moderation_reasons": (job.error or "").split("; ")}

@@ -16,8 +16,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, Integer, String, Text, create_engine, delete, event, func, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
@@ -35,7 +51,24 @@ class JobStatus(str, enum.Enum):
         return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
+class RunState(str, enum.Enum):
+    """What a worker should do after writing progress."""
+
+    CONTINUE = "continue"
+    CANCEL = "cancel"  # the client cancelled the job
+    LOST = "lost"  # another worker holds the job now (this one's lease lapsed)
+
+
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+class IdempotencyConflict(Exception):
+    """The owner already used this Idempotency-Key: ``job_id`` is its task, ``request_hash`` its request's."""
+
+    def __init__(self, job_id: str, request_hash: str):
+        super().__init__(job_id)
+        self.job_id = job_id
+        self.request_hash = request_hash
 
 
 class Base(DeclarativeBase):
@@ -54,6 +87,8 @@ class JobRow(Base):
     seed: Mapped[str] = mapped_column(String(24))  # text: seeds span the unsigned 64-bit range
     input_keys: Mapped[list[str]] = mapped_column(JSON)  # storage keys of the context images, in order
     progress: Mapped[float] = mapped_column(Float, default=0.0)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -71,6 +106,18 @@ class JobRow(Base):
         Index("ix_jobs_owner_status", "owner", "status"),
         Index("ix_jobs_expires", "expires_at"),
     )
+
+
+class IdempotencyKeyRow(Base):
+    """An ``Idempotency-Key`` a client sent, and the task its first request created."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(36))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[float] = mapped_column(Float)
 
 
 class WebhookEventRow(Base):
@@ -120,6 +167,8 @@ class Job:
     seed: int
     input_keys: list[str]
     progress: float
+    step: int
+    cancel_requested: bool
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -135,6 +184,7 @@ class Job:
         return cls(
             id=row.id, owner=row.owner, route=row.route, status=JobStatus(row.status), prompt=row.prompt,
             params=dict(row.params), seed=int(row.seed), input_keys=list(row.input_keys), progress=row.progress,
+            step=row.step or 0, cancel_requested=bool(row.cancel_requested),
             created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
             expires_at=row.expires_at, attempts=row.attempts, result_key=row.result_key, error=row.error,
             webhook_url=row.webhook_url, webhook_secret=row.webhook_secret,
@@ -184,7 +234,10 @@ class JobStore:
         error: str | None = None,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
+        idempotency: tuple[str, str] | None = None,
     ) -> Job:
+        """Insert a job. With ``idempotency=(key, request_hash)``, the key is recorded in the same transaction;
+        if the owner already used that key, nothing is inserted and IdempotencyConflict says which job has it."""
         now = time.time()
         row = JobRow(
             id=job_id, owner=owner, route=route, status=status.value, prompt=prompt, params=params, seed=str(seed),
@@ -192,11 +245,30 @@ class JobStore:
             finished_at=now if status.terminal else None, error=error, webhook_url=webhook_url,
             webhook_secret=webhook_secret,
         )  # fmt: skip
-        with self._session.begin() as session:
-            session.add(row)
-            if status.terminal:
-                self._enqueue_webhook(session, row, now)
+        try:
+            with self._session.begin() as session:
+                session.add(row)
+                if idempotency is not None:
+                    session.flush()
+                    session.add(IdempotencyKeyRow(owner=owner, key=idempotency[0], job_id=job_id,
+                                                  request_hash=idempotency[1], expires_at=now + retention_s))
+                    session.flush()
+                if status.terminal:
+                    self._enqueue_webhook(session, row, now)
+        except IntegrityError:
+            existing = self.find_idempotent(owner, idempotency[0]) if idempotency else None
+            if existing is None:
+                raise
+            raise IdempotencyConflict(*existing) from None
         return Job.from_row(row)
+
+    def find_idempotent(self, owner: str, key: str) -> tuple[str, str] | None:
+        """(job id, request hash) recorded for an unexpired ``Idempotency-Key`` of ``owner``."""
+        with self._session() as session:
+            row = session.get(IdempotencyKeyRow, (owner, key))
+            if row is None or row.expires_at <= time.time():
+                return None
+            return row.job_id, row.request_hash
 
     def get(self, job_id: str, owner: str | None = None) -> Job | None:
         """The job, if it exists, has not expired and (when ``owner`` is given) belongs to ``owner``."""
@@ -205,6 +277,43 @@ class JobStore:
             if row is None or row.expires_at <= time.time() or (owner is not None and row.owner != owner):
                 return None
             return Job.from_row(row)
+
+    def queue_position(self, job: Job) -> int:
+        """1 for the next job to run: queued jobs created before this one, plus one."""
+        with self._session() as session:
+            ahead = session.scalar(
+                select(func.count()).where(JobRow.status == "queued", JobRow.created_at < job.created_at)
+            )
+            return (ahead or 0) + 1
+
+    def list_for(self, owner: str, *, limit: int, before: float | None = None) -> list[Job]:
+        """The owner's unexpired jobs, newest first, created before ``before`` (a cursor) if given."""
+        with self._session() as session:
+            query = select(JobRow).where(JobRow.owner == owner, JobRow.expires_at > time.time())
+            if before is not None:
+                query = query.where(JobRow.created_at < before)
+            rows = session.scalars(query.order_by(JobRow.created_at.desc()).limit(limit)).all()
+            return [Job.from_row(row) for row in rows]
+
+    def cancel(self, job_id: str, owner: str) -> Job | None:
+        """Cancel a queued job at once, or ask its worker to stop a running one; terminal jobs are left alone."""
+        now = time.time()
+        with self._session.begin() as session:
+            row = session.get(JobRow, job_id, with_for_update=True)
+            if row is None or row.owner != owner or row.expires_at <= now:
+                return None
+            if row.status == JobStatus.QUEUED.value:
+                row.status = JobStatus.CANCELLED.value
+                row.finished_at = now
+                self._enqueue_webhook(session, row, now)
+            elif row.status == JobStatus.RUNNING.value:
+                row.cancel_requested = True
+            return Job.from_row(row)
+
+    def count_by_status(self) -> dict[str, int]:
+        with self._session() as session:
+            rows = session.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).all()
+            return {status: count for status, count in rows}
 
     def count_active(self, owner: str) -> int:
         with self._session() as session:
@@ -264,17 +373,18 @@ class JobStore:
             ).all()
         return set(held)
 
-    def set_progress(self, job_id: str, worker_id: str, progress: float) -> bool:
-        """Record progress; False if this worker no longer holds the job (it must stop)."""
+    def set_progress(self, job_id: str, worker_id: str, progress: float, step: int) -> RunState:
+        """Record progress; says whether to go on, stop for a cancel, or stop because the lease was lost."""
         with self._session.begin() as session:
-            return (
-                session.execute(
-                    update(JobRow)
-                    .where(JobRow.id == job_id, JobRow.lease_owner == worker_id, JobRow.status == "running")
-                    .values(progress=progress)
-                ).rowcount
-                == 1
-            )
+            held = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.lease_owner == worker_id, JobRow.status == "running")
+                .values(progress=progress, step=step)
+            ).rowcount
+            if held != 1:
+                return RunState.LOST
+            cancelled = session.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id))
+            return RunState.CANCEL if cancelled else RunState.CONTINUE
 
     def finish(
         self,
@@ -337,6 +447,7 @@ class JobStore:
                 session.delete(row)
             if jobs:
                 session.execute(delete(WebhookEventRow).where(WebhookEventRow.job_id.in_([job.id for job in jobs])))
+            session.execute(delete(IdempotencyKeyRow).where(IdempotencyKeyRow.expires_at <= now))
         return jobs
 
     # --- the webhook outbox ---------------------------------------------------------------------------------------
