@@ -3,7 +3,7 @@
 # examples (the tests run them verbatim). Installs only what is missing; needs root or sudo for that.
 set -euo pipefail
 
-PACKAGES=(curl jq)
+PACKAGES=(curl jq fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

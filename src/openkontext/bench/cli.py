@@ -1,0 +1,92 @@
+"""``openkontext bench …``: run the benchmark or a parameter sweep for an editor.
+
+The command line names an editor with ``--model``; turning that name into an editor is the caller's job
+(``make_app(editor_factory)``), so this module stays independent of model loading. The module-level ``app``
+knows the built-in editors only: copy_input, wrong_edit and unrelated_scene.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import typer
+
+from openkontext.toyworld.cli import parse_categories, parse_size
+
+from .editors import copy_input, unrelated_scene, wrong_edit
+
+BUILTIN_EDITORS = {"copy_input": copy_input, "wrong_edit": wrong_edit, "unrelated_scene": unrelated_scene}
+
+
+def builtin_factory(model: str):
+    try:
+        return BUILTIN_EDITORS[model]
+    except KeyError:
+        raise typer.BadParameter(f"unknown editor {model!r}; built-in editors: {', '.join(BUILTIN_EDITORS)}")
+
+
+def main(editor, name: str, n: int = 10, categories=None, out_dir: str | Path = "bench-out", size=256,
+         steps: int = 50, guidance: float = 3.0, seed_start: int = 0, grid_rows: int = 4):
+    """Run the benchmark for ``editor`` (plus the floor and ceiling references), write the report, print the
+    table; returns the ``BenchResult``."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from .report import print_table
+    from .runner import run_bench
+
+    console = Console(width=max(Console().width, 140))
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"bench {name}", total=None)
+        result = run_bench(editor, n, categories, size, out_dir, seed_start, name=name, steps=steps,
+                           guidance=guidance, grid_rows=grid_rows,
+                           progress=lambda i, total: bar.update(task, completed=i, total=total))
+    print_table(result.summaries, console)
+    console.print(f"report: {Path(out_dir) / 'report.html'}  results: {Path(out_dir) / 'results.json'}")
+    return result
+
+
+def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typer.Typer:
+    """A Typer app whose ``--model`` is turned into an editor by ``editor_factory``."""
+    app = typer.Typer(help="Quality benchmark on held-out toy-world edits.", no_args_is_help=True)
+
+    @app.command()
+    def run(model: str = typer.Option("default", "--model", help="model path, 'default', or a built-in editor"),
+            n: int = typer.Option(10, "--n", help="cases per category"),
+            categories: str = typer.Option(None, help="comma-separated (default: all)"),
+            size: str = typer.Option("256", help="256 or WIDTHxHEIGHT"),
+            out: Path = typer.Option(Path("bench-out"), "--out"),
+            steps: int = typer.Option(50), guidance: float = typer.Option(3.0),
+            seed_start: int = typer.Option(0)) -> None:
+        """Score an editor and the copy-input / ground-truth references; write results.json and report.html."""
+        main(editor_factory(model), model, n, parse_categories(categories), out, parse_size(size), steps, guidance,
+             seed_start)
+
+    @app.command()
+    def sweep(model: str = typer.Option("default", "--model"),
+              param: str = typer.Option("guidance", help="guidance or steps"),
+              values: str = typer.Option("1.5,2.5,3.5,5", help="comma-separated values"),
+              n: int = typer.Option(5, "--n"), categories: str = typer.Option(None),
+              size: str = typer.Option("256"), out: Path = typer.Option(Path("bench-out"), "--out"),
+              steps: int = typer.Option(50), guidance: float = typer.Option(3.0)) -> None:
+        """Success rate per category against guidance or steps."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from .runner import sweep as run_sweep
+        cast = float if param == "guidance" else int
+        result = run_sweep(editor_factory(model), param, [cast(v) for v in values.split(",")], n,
+                           parse_categories(categories), parse_size(size), out, steps=steps, guidance=guidance)
+        table = Table(title=f"success rate vs {param}")
+        cats = [k for k in result["rows"][0] if k != param]
+        for col in [param] + cats:
+            table.add_column(col)
+        for row in result["rows"]:
+            table.add_row(str(row[param]), *[f"{row[c]:.0%}" for c in cats])
+        Console().print(table)
+
+    return app
+
+
+app = make_app()

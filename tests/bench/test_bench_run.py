@@ -1,0 +1,112 @@
+"""Floor < ceiling on every category, a wrong editor scores low, reports are written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from openkontext.bench import ocr
+from openkontext.bench.cli import make_app
+from openkontext.bench.editors import copy_input, unrelated_scene, wrong_edit
+from openkontext.bench.metrics import psnr
+from openkontext.bench.runner import bench_cases, run_bench, sweep
+from openkontext.toyworld import CATEGORIES
+
+needs_ocr = pytest.mark.skipif(not ocr.available(), reason="rapidocr + onnxruntime not installed")
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    return run_bench(wrong_edit, n=3, out_dir=out, name="wrong_edit", grid_rows=2)
+
+
+@needs_ocr
+def test_floor_below_ceiling_on_every_category(result):
+    floor, ceil = result.summaries["copy_input"], result.summaries["ground_truth"]
+    assert set(floor) == set(ceil) == set(CATEGORIES)
+    for cat in CATEGORIES:
+        assert ceil[cat]["success_rate"] == 1.0, cat
+        assert floor[cat]["success_rate"] == 0.0, cat
+    for cat, key in (("local", "psnr_mask_target"), ("global", "psnr_mask_target"), ("style", "psnr_target"),
+                     ("text", "psnr_mask_target"), ("character_reference", "identity_psnr"),
+                     ("text_to_image", "content_score"), ("iterative", "turn_success")):
+        assert floor[cat][key] < ceil[cat][key], cat
+    # copying the input does not look like the character in its new place
+    assert floor["character_reference"]["identity_hist"] < 0.5
+    assert floor["character_reference"]["identity_psnr"] < 16
+
+
+@needs_ocr
+def test_wrong_editor_scores_low(result):
+    wrong, ceil = result.summaries["wrong_edit"], result.summaries["ground_truth"]
+    for cat in CATEGORIES:
+        assert wrong[cat]["success_rate"] <= 1 / 3, cat
+    # and its damage outside the asked change shows as lost preservation
+    for cat in ("local", "text"):
+        assert wrong[cat]["preservation"] < ceil[cat]["preservation"] - 10
+
+
+@needs_ocr
+def test_report_files(result):
+    out = result.out_dir
+    data = json.loads((out / "results.json").read_text())
+    assert set(data["summary"]) == {"wrong_edit", "copy_input", "ground_truth"}
+    html = (out / "report.html").read_text()
+    assert "<h2 id='text'>" in html and "http" not in html.split("<body>")[1]
+    pngs = list((out / "images").glob("*.png"))
+    assert len(pngs) >= 3 * len(CATEGORIES)
+    for p in pngs[:5]:
+        assert f"images/{p.name}" in html
+
+
+def test_unrelated_scene_fails_everything_psnr_based():
+    res = run_bench(unrelated_scene, n=2, categories=["local", "global", "style", "character_reference"],
+                    references=False)
+    for cat, s in res.summaries["model"].items():
+        assert s["success_rate"] == 0.0, cat
+
+
+def test_psnr_basics():
+    a = np.zeros((4, 4, 3), np.float32)
+    assert psnr(a, a) == 60.0
+    assert abs(psnr(a, a + 255) - 0.0) < 1e-6
+    assert psnr(a, a, np.zeros((4, 4), bool)) is None
+
+
+def test_cases_are_heldout_and_deterministic():
+    a = bench_cases(2, ["local", "text"])
+    b = bench_cases(2, ["local", "text"])
+    assert [s.meta["split"] for s in a] == ["heldout"] * 4
+    assert [s.target.tobytes() for s in a] == [s.target.tobytes() for s in b]
+
+
+def test_sweep_passes_parameters():
+    seen = []
+
+    def editor(images, prompt, *, seed, steps, guidance, width, height):
+        seen.append((steps, guidance))
+        return images[0] if images else Image.new("RGB", (width, height))
+
+    res = sweep(editor, "steps", [2, 4], n=1, categories=["local"])
+    assert [r["steps"] for r in res["rows"]] == [2, 4]
+    assert {s for s, _ in seen} == {2, 4}
+
+
+def test_cli_run_uses_the_factory(tmp_path):
+    made = []
+
+    def factory(name):
+        made.append(name)
+        return copy_input
+
+    result = CliRunner().invoke(make_app(factory), ["run", "--model", "my-model", "--n", "1", "--categories",
+                                                    "local,style", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert made == ["my-model"]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["summary"]["my-model"]["local"]["success_rate"] == 0.0
