@@ -34,7 +34,10 @@ class ServerProcess:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.settings = {"model": "tiny", "api_keys": f"{KEY_A},{KEY_B}", "workers": 1, **settings}
+        # The classifiers take seconds to load: servers start without them unless a test asks (the shared
+        # `server` fixture runs them, so the real moderation path is on for most API tests).
+        self.settings = {"model": "tiny", "api_keys": f"{KEY_A},{KEY_B}", "workers": 1,
+                         "moderation_prompt_classifier": False, "moderation_image_classifier": False, **settings}
         self.process: subprocess.Popen | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
 
@@ -98,7 +101,8 @@ def start_server(tmp_path):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """One shared server with the tiny model, for tests that do not need special settings."""
-    instance = ServerProcess(tmp_path_factory.mktemp("server"), max_body_bytes=2 * 1024 * 1024).start()
+    instance = ServerProcess(tmp_path_factory.mktemp("server"), max_body_bytes=2 * 1024 * 1024,
+                             moderation_prompt_classifier=True, moderation_image_classifier=True).start()
     yield instance
     instance.stop()
 

@@ -155,5 +155,32 @@ def download(
     typer.echo(str(path))
 
 
+def engine_editor(model: str):
+    """``--model`` for the benchmark: a built-in reference editor's name, or a model for ``load_engine``."""
+    from .bench.cli import BUILTIN_EDITORS
+    from .engine.loading import load_engine
+
+    if model in BUILTIN_EDITORS:
+        return BUILTIN_EDITORS[model]
+    engine = load_engine(model)
+    if engine.info.placeholder:
+        console.print(f"[yellow]Note:[/yellow] model is {engine.info.name}: {engine.info.description}.")
+
+    def edit(images, prompt, *, seed, steps, guidance, width, height):
+        return engine.edit(images, prompt, seed=seed, steps=steps, guidance=guidance, size=(width, height))
+
+    return edit
+
+
+def _register_subcommands() -> None:
+    from .bench.cli import make_app as make_bench_app
+    from .toyworld.cli import app as toyworld_app
+
+    app.add_typer(toyworld_app, name="toyworld")
+    app.add_typer(make_bench_app(engine_editor), name="bench")
+
+
+_register_subcommands()
+
 if __name__ == "__main__":
     app()

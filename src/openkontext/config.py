@@ -77,6 +77,19 @@ class Settings(BaseSettings):
     blocked_terms: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Operator blocklist: prompts containing any of these are Request Moderated."
     )
+    moderation_enabled: bool = Field(True, description="False turns every moderation check off, blocklist included.")
+    moderation_prompt_classifier: bool = Field(True, description="Score prompts against unsafe concepts (MiniLM).")
+    moderation_image_classifier: bool = Field(True, description="Score input and output images (open_nsfw).")
+    moderation_prompt_thresholds: str | None = Field(
+        None, description="Seven comma-separated prompt thresholds for tolerance 0..6, replacing the defaults."
+    )
+    moderation_image_thresholds: str | None = Field(
+        None, description="Seven comma-separated image thresholds for tolerance 0..6, replacing the defaults."
+    )
+    moderation_custom: str | None = Field(
+        None, description="'package.module:name' of a moderator that replaces both classifiers."
+    )
+    moderation_preload: bool = Field(True, description="Load the classifiers at start-up rather than on first use.")
 
     @field_validator("api_keys", "blocked_terms", "url_allowlist", mode="before")
     @classmethod

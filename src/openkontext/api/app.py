@@ -20,7 +20,7 @@ from ..jobs.webhooks import WebhookSender
 from ..jobs.worker import WorkerPool
 from ..metrics import Metrics
 from ..netguard import UrlPolicy
-from ..safety.moderation import Moderator
+from ..safety.moderation import ModerationConfig, Moderator
 from ..storage import LocalStorage
 from .auth import KeyRing, ensure_local_key
 from .limits import BodySizeLimit
@@ -67,7 +67,7 @@ def build_service(settings: Settings, engine: KontextEngine | None = None) -> Se
         log.info("model: %s (%s) on %s", engine.info.name, engine.info.description, engine.device)
     store = JobStore(settings.resolved_database_url, webhook_retry_s=settings.webhook_retry_s)
     storage = LocalStorage(settings.storage_dir)
-    moderator = Moderator(settings.blocked_terms)
+    moderator = Moderator(ModerationConfig.from_settings(settings))
     signer = UrlSigner(load_or_create_secret(settings.signing_secret, settings.data_dir / "signing-secret"),
                        settings.delivery_ttl_s)  # fmt: skip
     metrics = Metrics(store.count_by_status)
