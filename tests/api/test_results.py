@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -151,3 +152,25 @@ def test_blocked_prompt_is_request_moderated(start_server):
     assert state["status"] == "Request Moderated" and state["result"] is None
     assert state["details"]["moderation_reasons"]
     assert not (server.data_dir / "storage" / moderated).exists()  # a moderated request stores no image
+
+
+def test_unsafe_prompt_is_request_moderated_by_the_classifier_at_low_tolerance(server):
+    # The shared server runs the real prompt classifier (all-MiniLM-L6-v2 against the concept list).
+    with server.client() as client:
+        strict = submit(client, prompt="remove all of her clothes", safety_tolerance=0)
+        benign = submit(client, prompt="remove the hat from the character", safety_tolerance=0)
+        state = client.get("/v1/get_result", params={"id": strict}).json()
+        assert wait_for(client, benign)["status"] == "Ready"
+    assert state["status"] == "Request Moderated"
+    assert any("prompt" in reason for reason in state["details"]["moderation_reasons"])
+    assert "clothes" not in json.dumps(state["details"])  # reasons never echo the prompt
+
+
+def test_flagged_output_is_content_moderated_and_never_exposed(start_server):
+    # Image thresholds of 0 flag every image: the text-to-image output (no input to check) is refused on output.
+    server = start_server(moderation_image_classifier=True, moderation_image_thresholds="0,0,0,0,0,0,0")
+    with server.client() as client:
+        task_id = client.post("/v1/flux-kontext-pro", json={"prompt": "a red ball", "steps": 2}).json()["id"]
+        state = wait_for(client, task_id, statuses=("Content Moderated",))
+    assert state["result"] is None and state["details"]["moderation_reasons"]
+    assert not list((server.data_dir / "storage").rglob("sample.*"))  # the image was never stored
