@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,6 +11,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+# transformers warns at import about optional image backends we never use; keep the CLI's output about the edit.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 app = typer.Typer(help="OpenKontext: in-context image editing with a BFL-compatible API.", no_args_is_help=True)
 console = Console(stderr=True)
