@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,10 +24,21 @@ KeyOpt = Annotated[Optional[str], typer.Option("--key", "-k", help="API key (def
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
+class _RedactSignatures(logging.Filter):
+    """Access logs must not hold working result URLs: their signatures are credentials until they expire."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(re.sub(r"sig=[0-9a-fA-F]+", "sig=REDACTED", arg) if isinstance(arg, str) else arg
+                                for arg in record.args)  # fmt: skip
+        return True
+
+
 def _setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "diffusers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    logging.getLogger("uvicorn.access").addFilter(_RedactSignatures())
 
 
 @app.command()

@@ -170,13 +170,16 @@ def test_logs_hold_no_secrets_or_image_data(start_server):
         task_id = client.post(ROUTE, json={"prompt": "x", "input_image": image, "steps": 1,
                                            "webhook_url": "http://127.0.0.1:9/hook",
                                            "webhook_secret": "very-secret-value"}).json()["id"]  # fmt: skip
-        wait_for(client, task_id)
+        sample = wait_for(client, task_id)["result"]["sample"]
+        assert httpx.get(sample).status_code == 200  # a logged request for the signed URL
         client.post(ROUTE, json={"prompt": "x", "input_image": image[:-10] + "!!!!!!!!!!"})
     time.sleep(1)
     server.stop()
     log = server.log()
-    for secret in ("test-key-alice", "very-secret-value", image[:40]):
-        assert secret not in log
+    signature = sample.split("sig=")[1]
+    assert "/results/" in log  # the download was logged …
+    for secret in ("test-key-alice", "very-secret-value", image[:40], signature):
+        assert secret not in log  # … without its signature
     signing_secret = (server.data_dir / "signing-secret").read_text().strip()
     assert signing_secret not in log
 
