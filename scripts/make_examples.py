@@ -1,4 +1,6 @@
-"""Render the example images in examples/ from the toy world (held-out split): run once, commit the PNGs.
+"""Render the example images from the toy world (held-out split): run once, commit the PNGs.
+
+They live in the package (the playground's gallery serves them); ``examples/`` at the repository root links there.
 
     python scripts/make_examples.py
 """
@@ -11,7 +13,7 @@ from pathlib import Path
 from openkontext.toyworld.layout import random_scene
 from openkontext.toyworld.scene import render
 
-OUT = Path(__file__).resolve().parents[1] / "examples"
+OUT = Path(__file__).resolve().parents[1] / "src" / "openkontext" / "api" / "static" / "examples"
 SIZE = (256, 256)
 
 EXAMPLES = {

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -29,6 +31,8 @@ from .signing import UrlSigner, load_or_create_secret
 from .views import task_view
 
 log = logging.getLogger(__name__)
+
+PLAYGROUND_DIR = Path(__file__).resolve().parent / "static"  # the web playground at / (docs/playground.md)
 
 
 @dataclass
@@ -114,6 +118,8 @@ def create_app(settings: Settings | None = None, engine: KontextEngine | None = 
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(router)
+    app.add_api_route("/", lambda: FileResponse(PLAYGROUND_DIR / "index.html"), include_in_schema=False)
+    app.mount("/playground", StaticFiles(directory=PLAYGROUND_DIR), name="playground")
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
