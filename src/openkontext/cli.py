@@ -48,6 +48,9 @@ def serve(
     model: Annotated[Optional[str], typer.Option(help="'default', 'random', or a diffusers folder.")] = None,
     transformer_file: Annotated[Optional[Path], typer.Option(help="BFL single-file transformer.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1, mps …")] = None,
+    accel_preset: Annotated[Optional[str], typer.Option(help="none, auto or fast (docs/gpu.md).")] = None,
+    accel_options: Annotated[Optional[str], typer.Option(help="Overrides: 'compile=off,fp8=weights' …")] = None,
+    accel_warmup: Annotated[Optional[str], typer.Option(help="native, all, none or '1024x1024,…'.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Engine worker threads.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Database, results and secrets folder.")] = None,
     database_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the job store.")] = None,
@@ -63,6 +66,7 @@ def serve(
 
     _setup_logging(log_level)
     overrides = dict(host=host, port=port, model=model, transformer_file=transformer_file, device=device,
+                     accel_preset=accel_preset, accel_options=accel_options, accel_warmup=accel_warmup,
                      workers=workers, data_dir=data_dir, database_url=database_url, api_keys=api_key,
                      public_url=public_url)  # fmt: skip
     settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
@@ -82,17 +86,24 @@ def edit(
     output_format: Annotated[Optional[str], typer.Option("--format", help="jpeg, png or webp; default: from -o.")] = None,
     model: Annotated[str, typer.Option(help="'default', 'random', or a diffusers folder.")] = "default",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda …")] = "auto",
+    accel_preset: Annotated[str, typer.Option(help="none, auto or fast (docs/gpu.md).")] = "auto",
+    accel_options: Annotated[str, typer.Option(help="Overrides; a one-off edit does not wait to compile.")] = (
+        "compile=off"
+    ),
 ) -> None:
     """Edit an image on this machine, without a server."""
+    from .engine.acceleration import configure
     from .engine.images import OUTPUT_FORMATS, decode_image, encode_image
-    from .engine.loading import load_engine
+    from .engine.loading import load_engine, pick_device
 
     _setup_logging("WARNING")
     fmt = output_format or {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(output.suffix.lower(), "png")
     if fmt not in OUTPUT_FORMATS:
         raise typer.BadParameter(f"unknown format {fmt}; use jpeg, png or webp")
     images = [decode_image(image.read_bytes(), max_pixels=100_000_000)] if image else []
-    engine = load_engine(model, device=device)
+    torch_device = pick_device(device)
+    acceleration = configure(torch_device, accel_preset, accel_options)
+    engine = load_engine(model, device=str(torch_device), acceleration=acceleration)
     if engine.info.placeholder:
         console.print(f"[yellow]Note:[/yellow] model is {engine.info.name}: {engine.info.description}.")
     started = time.perf_counter()

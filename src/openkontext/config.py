@@ -36,6 +36,15 @@ class Settings(BaseSettings):
         None, description="Optional BFL single-file transformer .safetensors that replaces the folder's transformer."
     )
     device: str = Field("auto", description="'auto' (cuda > mps > cpu), or a torch device string.")
+    accel_preset: str = Field(
+        "auto", description="Engine speed options: 'none', 'auto' (lossless per GPU) or 'fast' (adds fp8, CUDA graphs)."
+    )
+    accel_options: str | None = Field(
+        None, description="Overrides of the preset, 'name=value,...' (e.g. 'compile=off,step_cache=first-block')."
+    )
+    accel_warmup: str = Field(
+        "native", description="Buckets compiled at start-up: 'native', 'all', 'none' or '1024x1024,1184x880'."
+    )
 
     # --- the service -------------------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Interface the server binds (0.0.0.0 for all).")

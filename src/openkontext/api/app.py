@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..config import Settings
 from ..engine.kontext import KontextEngine
-from ..engine.loading import load_engine
+from ..engine.acceleration import configure, warm_up, warmup_buckets
+from ..engine.loading import load_engine, pick_device
 from ..jobs.store import JobStore
 from ..jobs.webhooks import WebhookSender
 from ..jobs.worker import WorkerPool
@@ -64,7 +65,13 @@ def build_service(settings: Settings, engine: KontextEngine | None = None) -> Se
         else:
             log.info("No API keys configured: using the local key in %s.", where)
     if engine is None:
-        engine = load_engine(settings.model, device=settings.device, transformer_file=settings.transformer_file)
+        device = pick_device(settings.device)
+        acceleration = configure(device, settings.accel_preset, settings.accel_options)
+        engine = load_engine(settings.model, device=str(device), transformer_file=settings.transformer_file,
+                             acceleration=acceleration)  # fmt: skip
+        # Compile before the first request, not during it (a no-op unless the options compile something).
+        for run in warm_up(engine, warmup_buckets(settings.accel_warmup, engine.info.buckets)):
+            log.info("warm-up: %s", run)
     if engine.info.placeholder:
         log.warning("MODEL: %s — %s", engine.info.name, engine.info.description)
     else:

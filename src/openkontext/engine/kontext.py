@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from diffusers import FluxKontextPipeline
 from PIL import Image
 
+from .acceleration import AccelerationOptions, EngineRuntime
 from .buckets import nearest_bucket
 from .images import fit_to_bucket
 
@@ -73,13 +74,16 @@ class MultiReferenceKontextPipeline(FluxKontextPipeline):
 
 
 class KontextEngine:
-    def __init__(self, pipeline: FluxKontextPipeline, info: ModelInfo):
+    def __init__(self, pipeline: FluxKontextPipeline, info: ModelInfo, acceleration: AccelerationOptions | None = None):
         self.pipeline = pipeline
         self.info = info
         self.pipeline.set_progress_bar_config(disable=True)
+        self.runtime = EngineRuntime(acceleration)  # prompt cache, step-cache context, turn-taking
 
     @property
     def device(self) -> torch.device:
+        if self.runtime.options.offload != "none":  # the weights wait in CPU memory; the work runs here
+            return self.pipeline._execution_device
         return self.pipeline.transformer.device
 
     @property
@@ -138,20 +142,22 @@ class KontextEngine:
                 stopped = pipeline._interrupt = True
             return {}
 
-        result = self._pipeline_for_one_call()(
-            image=(context[0] if len(context) == 1 else context) if context else None,
-            prompt=prompt,
-            height=height,
-            width=width,
-            max_area=width * height,
-            _auto_resize=False,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            generator=torch.Generator("cpu").manual_seed(seed % 2**64),
-            max_sequence_length=self.info.max_sequence_length,
-            callback_on_step_end=step_end,
-            output_type="pil",
-        ).images[0]
+        pipeline = self._pipeline_for_one_call()
+        with self.runtime.session(pipeline):
+            result = pipeline(
+                image=(context[0] if len(context) == 1 else context) if context else None,
+                **self.runtime.prompt_arguments(pipeline, prompt, self.info.max_sequence_length),
+                height=height,
+                width=width,
+                max_area=width * height,
+                _auto_resize=False,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=torch.Generator("cpu").manual_seed(seed % 2**64),
+                max_sequence_length=self.info.max_sequence_length,
+                callback_on_step_end=step_end,
+                output_type="pil",
+            ).images[0]
         if stopped:
             raise EditCancelled
         return result if result.size == output else result.resize(output, Image.Resampling.LANCZOS)
@@ -180,4 +186,5 @@ class KontextEngine:
         components = dict(self.pipeline.components, scheduler=copy.deepcopy(self.pipeline.scheduler))
         pipeline = MultiReferenceKontextPipeline(**components)
         pipeline.set_progress_bar_config(disable=True)
+        self.runtime.adopt(pipeline, self.pipeline)
         return pipeline

@@ -14,6 +14,7 @@ import torch
 from diffusers import FluxKontextPipeline, FluxTransformer2DModel
 from diffusers.loaders.single_file_utils import load_single_file_checkpoint
 
+from .acceleration import AccelerationOptions, apply
 from .buckets import FLUX_KONTEXT_BUCKETS, make_buckets
 from .configs import CONFIGS, build_pipeline
 from .kontext import KontextEngine, ModelInfo
@@ -43,22 +44,41 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type in ("cuda", "mps") else torch.float32
 
 
-def load_engine(model: str = "default", *, device: str = "auto", transformer_file: Path | None = None) -> KontextEngine:
-    """Build the engine for ``model``: 'default', 'random', a named test config ('tiny'), or a folder path."""
+def load_engine(
+    model: str = "default",
+    *,
+    device: str = "auto",
+    transformer_file: Path | None = None,
+    acceleration: AccelerationOptions | None = None,
+) -> KontextEngine:
+    """Build the engine for ``model``: 'default', 'random', a named test config ('tiny'), or a folder path.
+
+    ``acceleration`` (see engine/acceleration.py) is applied to the pipeline; None keeps the plain pipeline.
+    """
     torch_device = pick_device(device)
-    dtype = default_dtype(torch_device)
+    dtype = default_dtype(torch_device) if acceleration is None else acceleration.torch_dtype(torch_device)
     if model == "default":
         if (DEFAULT_MODEL_DIR / "model_index.json").exists():
-            return _load_folder(DEFAULT_MODEL_DIR, torch_device, dtype, transformer_file)
+            return _load_folder(DEFAULT_MODEL_DIR, torch_device, dtype, transformer_file, acceleration)
         log.warning("No trained default model is installed: serving a RANDOMLY INITIALISED placeholder model.")
         model = "random"
     if model in ("random", *CONFIGS):
-        return _placeholder(CONFIGS[PLACEHOLDER_CONFIG if model == "random" else model], model, torch_device, dtype)
-    return _load_folder(Path(model).expanduser(), torch_device, dtype, transformer_file)
+        config = CONFIGS[PLACEHOLDER_CONFIG if model == "random" else model]
+        return _placeholder(config, model, torch_device, dtype, acceleration)
+    return _load_folder(Path(model).expanduser(), torch_device, dtype, transformer_file, acceleration)
 
 
-def _placeholder(config, name: str, device: torch.device, dtype: torch.dtype) -> KontextEngine:
-    pipeline = build_pipeline(config, seed=0, dtype=dtype).to(device)
+def _place(pipeline, device: torch.device, acceleration: AccelerationOptions | None):
+    """Move the pipeline to ``device``, or leave placement to the options (offload keeps weights in CPU memory)."""
+    if acceleration is None:
+        return pipeline.to(device), None
+    pipeline = apply(pipeline, acceleration, device)
+    return pipeline, pipeline.openkontext_acceleration
+
+
+def _placeholder(config, name: str, device: torch.device, dtype: torch.dtype,
+                 acceleration: AccelerationOptions | None = None) -> KontextEngine:  # fmt: skip
+    pipeline, applied = _place(build_pipeline(config, seed=0, dtype=dtype), device, acceleration)
     info = ModelInfo(
         name=f"random-{name}" if name != "random" else "random-placeholder",
         description="randomly initialised Kontext model (no trained weights): outputs are noise-like, not edits",
@@ -66,10 +86,11 @@ def _placeholder(config, name: str, device: torch.device, dtype: torch.dtype) ->
         buckets=make_buckets(config.native_side),
         max_sequence_length=config.t5_max_length,
     )
-    return KontextEngine(pipeline, info)
+    return KontextEngine(pipeline, info, acceleration=applied)
 
 
-def _load_folder(path: Path, device: torch.device, dtype: torch.dtype, transformer_file: Path | None) -> KontextEngine:
+def _load_folder(path: Path, device: torch.device, dtype: torch.dtype, transformer_file: Path | None,
+                 acceleration: AccelerationOptions | None = None) -> KontextEngine:  # fmt: skip
     if not (path / "model_index.json").is_file():
         raise ModelNotFoundError(
             f"No diffusers-format model at {path}: expected {path / 'model_index.json'} "
@@ -79,7 +100,7 @@ def _load_folder(path: Path, device: torch.device, dtype: torch.dtype, transform
     if transformer_file is not None:
         components["transformer"] = load_single_file_transformer(transformer_file, path, dtype)
     pipeline = FluxKontextPipeline.from_pretrained(path, torch_dtype=dtype, local_files_only=True, **components)
-    pipeline.to(device)
+    pipeline, applied = _place(pipeline, device, acceleration)
     card = json.loads((path / MODEL_CARD_FILE).read_text()) if (path / MODEL_CARD_FILE).exists() else {}
     is_flux_dev = pipeline.transformer.config.joint_attention_dim == 4096
     if "native_side" in card:
@@ -95,7 +116,7 @@ def _load_folder(path: Path, device: torch.device, dtype: torch.dtype, transform
         buckets=buckets,
         max_sequence_length=card.get("max_sequence_length", 512),
     )
-    return KontextEngine(pipeline, info)
+    return KontextEngine(pipeline, info, acceleration=applied)
 
 
 def load_single_file_transformer(file: Path, config_folder: Path, dtype: torch.dtype) -> FluxTransformer2DModel:
