@@ -202,9 +202,11 @@ def engine_editor(model: str):
 def _register_subcommands() -> None:
     from .bench.cli import make_app as make_bench_app
     from .toyworld.cli import app as toyworld_app
+    from .training.cli import app as train_app
 
     app.add_typer(toyworld_app, name="toyworld")
     app.add_typer(make_bench_app(engine_editor), name="bench")
+    app.add_typer(train_app, name="train")
 
 
 _register_subcommands()

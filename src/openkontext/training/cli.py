@@ -1,0 +1,111 @@
+"""``openkontext train``: the Typer app of the training commands (vae, transformer, distill, export, bench).
+
+    python -m openkontext.training.cli vae --run runs/default --preset default --max-seconds 3600
+    python -m openkontext.training.cli transformer --run runs/default
+    python -m openkontext.training.cli export --run runs/default --out path/to/model
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from .config import PRESETS, preset
+
+app = typer.Typer(help="Train the OpenKontext model on the toy world (autoencoder, then transformer).",
+                  no_args_is_help=True)  # fmt: skip
+
+
+def _config(run: Path, name: str, steps: int | None, batch: int | None, stage: str, threads: int | None):
+    from .checkpoint import read_config
+
+    if name not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    cfg = read_config(run) if (run / "config.json").exists() else preset(name)
+    if steps is not None:
+        setattr(getattr(cfg, stage), "steps", steps)
+    if batch is not None:
+        setattr(getattr(cfg, stage), "batch", batch)
+    if threads is not None:
+        cfg.threads = threads
+    return cfg
+
+
+RUN = typer.Option(..., "--run", help="run folder (full training state; keep it out of git)")
+PRESET = typer.Option("default", "--preset", help=f"recipe for a new run: {', '.join(PRESETS)}")
+MAX_SECONDS = typer.Option(None, "--max-seconds", help="stop (with a checkpoint) after this long")
+MAX_STEPS = typer.Option(None, "--max-steps", help="stop after this many steps in this call")
+STEPS = typer.Option(None, "--steps", help="total steps of the stage (overrides the recipe)")
+BATCH = typer.Option(None, "--batch", help="batch size (overrides the recipe)")
+DEVICE = typer.Option("auto", "--device", help="auto: CUDA when available (bf16 autocast), else CPU")
+THREADS = typer.Option(None, "--threads", help="torch CPU threads")
+
+
+@app.command()
+def vae(run: Path = RUN, preset_name: str = PRESET, max_seconds: float = MAX_SECONDS, max_steps: int = MAX_STEPS,
+        steps: int = STEPS, batch: int = BATCH, device: str = DEVICE, threads: int = THREADS) -> None:  # fmt: skip
+    """Train (or resume) the autoencoder; prints its held-out PSNR and OCR round trip at the end."""
+    from .loop import train_vae
+
+    cfg = _config(run, preset_name, steps, batch, "vae", threads)
+    records = train_vae(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device)
+    typer.echo(json.dumps(records[-1]))
+
+
+@app.command()
+def transformer(run: Path = RUN, preset_name: str = PRESET, max_seconds: float = MAX_SECONDS,
+                max_steps: int = MAX_STEPS, steps: int = STEPS, batch: int = BATCH, device: str = DEVICE,
+                threads: int = THREADS) -> None:  # fmt: skip
+    """Train (or resume) the transformer and text encoders (rectified flow) on the run's autoencoder."""
+    from .loop import train_flow
+
+    cfg = _config(run, preset_name, steps, batch, "flow", threads)
+    records = train_flow(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device)
+    typer.echo(json.dumps(records[-1]) if records else "nothing to do: the stage is complete")
+
+
+@app.command()
+def distill(run: Path = RUN, preset_name: str = PRESET, max_seconds: float = MAX_SECONDS,
+            max_steps: int = MAX_STEPS, steps: int = STEPS, batch: int = BATCH, device: str = DEVICE,
+            threads: int = THREADS) -> None:  # fmt: skip
+    """Guidance distillation (phase 2): embedded guidance g learns to act like classifier-free guidance at g."""
+    from .loop import train_flow
+
+    cfg = _config(run, preset_name, steps, batch, "flow", threads)
+    records = train_flow(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device, phase="distill")
+    typer.echo(json.dumps(records[-1]) if records else "nothing to do: the stage is complete")
+
+
+@app.command()
+def export(run: Path = RUN, out: Path = typer.Option(..., "--out", help="model folder to write"),
+           name: str = typer.Option("openkontext-toy", "--name"), ema: bool = typer.Option(True, "--ema/--no-ema"),
+           ) -> None:  # fmt: skip
+    """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json."""
+    from .checkpoint import export as export_folder
+    from .checkpoint import folder_size
+
+    folder = export_folder(run, out, name=name, ema=ema)
+    typer.echo(f"wrote {folder} ({folder_size(folder) / 1e6:.1f} MB)")
+
+
+@app.command()
+def bench(model: Path = typer.Option(..., "--model", help="an exported folder or a run folder"),
+          n: int = typer.Option(3, "--n"), steps: int = typer.Option(50, "--steps"),
+          guidance: float = typer.Option(3.0, "--guidance"), out: Path = typer.Option(None, "--out"),
+          categories: str = typer.Option(None, "--categories")) -> None:  # fmt: skip
+    """Benchmark an exported folder or a run's latest weights (with the copy-input and ground-truth references)."""
+    from openkontext.bench import run_bench
+    from openkontext.bench.report import markdown_table
+
+    from .export_engine import engine_from_folder, engine_from_run
+
+    editor = engine_from_folder(model) if (model / "model_index.json").exists() else engine_from_run(model)
+    cats = categories.split(",") if categories else None
+    result = run_bench(editor, n=n, categories=cats, out_dir=out, steps=steps, guidance=guidance)
+    typer.echo(markdown_table(result.summaries))
+
+
+if __name__ == "__main__":
+    app()

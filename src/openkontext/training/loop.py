@@ -1,0 +1,226 @@
+"""The training loops: the autoencoder first, then the transformer (with the text encoders), then optionally the
+guidance-distillation phase. Each is resumable: it continues from the run folder's checkpoint, and because every
+batch, noise draw and crop is a pure function of (seed, step) a resumed run gives the same losses as an
+uninterrupted one."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from openkontext.engine.configs import build_pipeline
+
+from .checkpoint import load_state, log_line, save_state, write_config
+from .config import TrainConfig
+from .data import edit_batch, vae_batch
+from .flow import flow_loss, guidance_distill_loss
+from .vae import evaluate_vae, vae_loss
+
+log = logging.getLogger(__name__)
+
+TRAINABLE = ("transformer", "text_encoder", "text_encoder_2")
+WARMUP = 100
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if device.type == "cuda" and cfg.mixed_precision in ("bf16", "fp16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float16)
+    return contextlib.nullcontext()
+
+
+def _generator(cfg: TrainConfig, step: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed((cfg.seed * 7_919 + stream) * 10**8 + step)
+
+
+def _set_lr(optimizer, step: int) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * min(1.0, (step + 1) / WARMUP)
+
+
+class _Clock:
+    def __init__(self, max_seconds: float | None, period: float):
+        self.start = self.last = time.monotonic()
+        self.max_seconds, self.period = max_seconds, period
+
+    def out_of_time(self) -> bool:
+        return self.max_seconds is not None and time.monotonic() - self.start >= self.max_seconds
+
+    def checkpoint_due(self) -> bool:
+        if time.monotonic() - self.last >= self.period:
+            self.last = time.monotonic()
+            return True
+        return False
+
+
+def _setup(cfg: TrainConfig, run_dir: Path, device: str):
+    # the stock pipeline warns on every prompt longer than CLIP's window (the pooled vector reads its first bytes)
+    for name in ("diffusers.pipelines.flux.pipeline_flux_kontext", "diffusers.pipelines.flux.pipeline_flux"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        write_config(run_dir, cfg)
+    return run_dir, pick_device(device)
+
+
+def train_vae(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None, max_seconds: float | None = None,
+              device: str = "auto", evaluate: bool = True, eval_n: int = 16) -> list[dict]:  # fmt: skip
+    """Train (or resume) the autoencoder; returns the logged records of this call."""
+    run_dir, dev = _setup(cfg, run_dir, device)
+    recipe = cfg.vae
+    vae = build_pipeline(cfg.architecture, seed=cfg.seed).vae.to(dev).train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.lr, weight_decay=0.0)
+    for group in optimizer.param_groups:
+        group["base_lr"] = recipe.lr
+    step = 0
+    state = load_state(run_dir / "vae.pt")
+    if state is not None:
+        vae.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+
+    def save():
+        save_state(run_dir / "vae.pt", {"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
+
+    records, clock, done = [], _Clock(max_seconds, cfg.ckpt_every_s), 0
+    while step < recipe.steps and (max_steps is None or done < max_steps) and not clock.out_of_time():
+        x = vae_batch(cfg, step).to(dev)
+        torch.manual_seed(_generator(cfg, step, 3).initial_seed())  # dropout etc.: a function of the step too
+        _set_lr(optimizer, step)
+        with _autocast(cfg, dev):
+            loss, parts = vae_loss(vae, x, recipe, _generator(cfg, step, 1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        done += 1
+        if step % cfg.log_every == 0 or step == recipe.steps:
+            record = {"stage": "vae", "step": step, **parts}
+            records.append(record)
+            log_line(run_dir, record)
+        if clock.checkpoint_due():
+            save()
+    save()
+    if evaluate:
+        record = {"stage": "vae-eval", "step": step, **evaluate_vae(vae.eval(), n=eval_n, size=cfg.size)}
+        records.append(record)
+        log_line(run_dir, record)
+    return records
+
+
+def _ema_update(ema: dict, modules: dict, decay: float) -> None:
+    with torch.no_grad():
+        for name, module in modules.items():
+            for key, value in module.state_dict().items():
+                if value.dtype.is_floating_point:
+                    ema[name][key].mul_(decay).add_(value.detach().float().cpu(), alpha=1 - decay)
+
+
+def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None, max_seconds: float | None = None,
+               device: str = "auto", phase: str = "base") -> list[dict]:  # fmt: skip
+    """Train (or resume) the transformer and the text encoders on the frozen autoencoder of the run.
+
+    ``phase="base"``: the rectified-flow objective (state in ``flow.pt``). ``phase="distill"``: guidance
+    distillation from a frozen copy of the base model (state in ``distill.pt``; see flow.py)."""
+    run_dir, dev = _setup(cfg, run_dir, device)
+    recipe = cfg.flow
+    pipeline = build_pipeline(cfg.architecture, seed=cfg.seed)
+    vae_state = load_state(run_dir / "vae.pt")
+    if vae_state is not None:
+        pipeline.vae.load_state_dict(vae_state["model"])
+    pipeline.to(dev)
+    modules = {name: getattr(pipeline, name) for name in TRAINABLE}
+    state_file = run_dir / ("flow.pt" if phase == "base" else "distill.pt")
+    teacher = None
+    if phase == "distill":
+        base = load_state(run_dir / "flow.pt")
+        if base is None:
+            raise FileNotFoundError(f"guidance distillation needs a base model: {run_dir / 'flow.pt'}")
+        for name, module in modules.items():
+            module.load_state_dict((base.get("ema") or base["models"])[name])
+        teacher = copy.copy(pipeline)
+        for name, module in modules.items():
+            setattr(teacher, name, copy.deepcopy(module).eval().requires_grad_(False))
+    for module in modules.values():
+        module.train().requires_grad_(True)
+    text_params = [p for name in TRAINABLE[1:] for p in modules[name].parameters()]
+    optimizer = torch.optim.AdamW(
+        [{"params": list(modules["transformer"].parameters()), "lr": recipe.lr, "base_lr": recipe.lr},
+         {"params": text_params, "lr": recipe.text_lr, "base_lr": recipe.text_lr}],
+        weight_decay=0.0,
+    )  # fmt: skip
+    ema = None
+    if recipe.ema > 0:
+        ema = {n: {k: v.detach().float().cpu().clone() for k, v in m.state_dict().items()} for n, m in modules.items()}
+    step = 0
+    state = load_state(state_file)
+    if state is not None:
+        for name, module in modules.items():
+            module.load_state_dict(state["models"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        ema = state.get("ema") or ema
+        step = state["step"]
+
+    def save():
+        save_state(state_file, {"models": {n: m.state_dict() for n, m in modules.items()}, "ema": ema,
+                                "optimizer": optimizer.state_dict(), "step": step, "phase": phase})  # fmt: skip
+
+    max_len = cfg.architecture.t5_max_length
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    records, clock, done = [], _Clock(max_seconds, cfg.ckpt_every_s), 0
+    while step < recipe.steps and (max_steps is None or done < max_steps) and not clock.out_of_time():
+        batch = edit_batch(cfg, step)
+        generator = _generator(cfg, step, 2)
+        torch.manual_seed(_generator(cfg, step, 3).initial_seed())  # text-encoder dropout: a function of the step
+        _set_lr(optimizer, step)
+        with _autocast(cfg, dev):
+            if teacher is None:
+                loss, parts = flow_loss(pipeline, batch, recipe, max_len, generator, dev)
+            else:
+                loss, parts = guidance_distill_loss(pipeline, teacher, batch, recipe, max_len, generator, dev)
+        loss.backward()
+        parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        done += 1
+        if ema is not None:
+            _ema_update(ema, modules, min(recipe.ema, (1 + step) / (10 + step)))
+        if step % cfg.log_every == 0 or step == recipe.steps:
+            record = {"stage": f"flow-{phase}", "step": step, "t2i": batch.context is None, **parts}
+            records.append(record)
+            log_line(run_dir, record)
+        if clock.checkpoint_due():
+            save()
+        if cfg.sample_every and step % cfg.sample_every == 0:
+            save()
+            record = {"stage": "bench", "step": step, **bench_samples(run_dir, step, cfg.bench_n)}
+            records.append(record)
+            log_line(run_dir, record)
+    save()
+    return records
+
+
+def bench_samples(run_dir: Path, step: int, n: int = 1, steps: int = 20) -> dict:
+    """A small benchmark of the run's current (EMA) weights: per-category success, sheets in samples/STEP."""
+    from openkontext.bench import run_bench
+
+    from .export_engine import engine_from_run
+
+    editor = engine_from_run(run_dir)
+    result = run_bench(editor, n=n, out_dir=Path(run_dir) / "samples" / f"{step:07d}", steps=steps,
+                       references=False)
+    return {"success": {c: s.get("success_rate") for c, s in result.summaries["model"].items()}}

@@ -1,0 +1,152 @@
+"""The training package on the tiny preset, on CPU, in seconds: losses fall on a fixed batch, a resumed run repeats
+an uninterrupted one exactly, and an exported folder is served by the engine unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from openkontext.engine.configs import build_pipeline
+from openkontext.toyworld import generate
+from openkontext.training.checkpoint import export, folder_size
+from openkontext.training.cli import app
+from openkontext.training.config import PRESETS, TrainConfig, preset
+from openkontext.training.data import edit_batch, vae_batch
+from openkontext.training.flow import flow_loss
+from openkontext.training.loop import train_flow, train_vae
+from openkontext.training.vae import vae_loss
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_config_round_trips_and_presets():
+    cfg = preset("tiny", **{"flow.batch": 3, "size": 64})
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert PRESETS["tiny"].flow.batch == 2  # presets are not mutated
+    assert PRESETS["default"].architecture.native_side == 256
+
+
+def test_batches_are_a_pure_function_of_the_step():
+    cfg = preset("tiny")
+    assert torch.equal(vae_batch(cfg, 3), vae_batch(cfg, 3))
+    a, b = edit_batch(cfg, 5), edit_batch(cfg, 5)
+    assert a.prompts == b.prompts and torch.equal(a.target, b.target)
+    assert a.target.shape[-2:] == (64, 64) and a.target.min() >= -1 and a.target.max() <= 1
+    # both kinds of batch occur: with a context image and text-to-image (no context)
+    kinds = {edit_batch(cfg, step, batch=1).context is None for step in range(30)}
+    assert kinds == {True, False}
+
+
+def test_vae_loss_falls_on_a_fixed_batch():
+    cfg = preset("tiny")
+    vae = build_pipeline(cfg.architecture, seed=0).vae.train().requires_grad_(True)
+    x = vae_batch(cfg, 0)
+    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss, _ = vae_loss(vae, x, cfg.vae, torch.Generator().manual_seed(0))
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert min(losses[-5:]) < 0.6 * losses[0]
+
+
+def test_flow_loss_falls_on_a_fixed_batch_and_trains_the_text_encoders():
+    cfg = preset("tiny")
+    pipeline = build_pipeline(cfg.architecture, seed=0)
+    modules = [pipeline.transformer, pipeline.text_encoder, pipeline.text_encoder_2]
+    for module in modules:
+        module.train().requires_grad_(True)
+    params = [p for m in modules for p in m.parameters()]
+    opt = torch.optim.Adam(params, lr=3e-3)
+    batch = edit_batch(cfg, 1)
+    losses = []
+    for i in range(25):
+        loss, _ = flow_loss(pipeline, batch, cfg.flow, 48, torch.Generator().manual_seed(0), torch.device("cpu"))
+        loss.backward()
+        if i == 0:
+            assert pipeline.text_encoder_2.shared.weight.grad.abs().sum() > 0
+            assert pipeline.text_encoder.get_input_embeddings().weight.grad.abs().sum() > 0
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert min(losses[-5:]) < 0.6 * losses[0]
+
+
+def _losses(records, stage):
+    return [(r["step"], r["loss"]) for r in records if r["stage"] == stage]
+
+
+def test_resume_continues_identically(tmp_path):
+    cfg = preset("tiny", **{"flow.ema": 0.9})
+    straight = train_vae(cfg, tmp_path / "a", evaluate=False)
+    straight += train_flow(cfg, tmp_path / "a")
+    resumed = train_vae(cfg, tmp_path / "b", max_steps=2, evaluate=False)
+    resumed += train_vae(cfg, tmp_path / "b", evaluate=False)
+    resumed += train_flow(cfg, tmp_path / "b", max_steps=3)
+    resumed += train_flow(cfg, tmp_path / "b")
+    for stage in ("vae", "flow-base"):
+        assert _losses(resumed, stage) == _losses(straight, stage)
+        assert [s for s, _ in _losses(straight, stage)] == list(range(1, 7))
+    a = torch.load(tmp_path / "a" / "flow.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "flow.pt", weights_only=False)
+    for key, value in a["ema"]["transformer"].items():
+        assert torch.equal(value, b["ema"]["transformer"][key])
+    assert (tmp_path / "a" / "log.jsonl").read_text().count("\n") == 12
+
+
+def test_export_is_served_by_the_engine(tmp_path):
+    from openkontext.engine.loading import load_engine
+
+    cfg = preset("tiny", **{"vae.steps": 2, "flow.steps": 2})
+    train_vae(cfg, tmp_path / "run", evaluate=False)
+    train_flow(cfg, tmp_path / "run")
+    folder = export(tmp_path / "run", tmp_path / "model", name="tiny-test")
+    card = json.loads((folder / "openkontext.json").read_text())
+    assert card["native_side"] == 64 and card["max_sequence_length"] == 48
+    assert all(f.suffix != ".bin" for f in folder.rglob("*"))
+    assert folder_size(folder) < 5e6
+    engine = load_engine(str(folder), device="cpu")
+    assert engine.info.name == "tiny-test" and not engine.info.placeholder
+    assert engine.pipeline.transformer.config.num_layers == 1
+    sample = generate(3, split="heldout", size=64, categories=["local"])
+    out = engine.edit([sample.input_image], sample.prompt, seed=0, steps=2, guidance=3.0)
+    assert out.size == (64, 64)
+    out = engine.edit([], "a red ball on a beach", seed=0, steps=1, guidance=1.0)
+    assert out.size == (64, 64)
+
+
+def test_cli_trains_and_exports(tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["vae", "--run", str(run), "--preset", "tiny", "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert "psnr" in result.output
+    result = runner.invoke(app, ["transformer", "--run", str(run), "--preset", "tiny", "--max-steps", "2"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["export", "--run", str(run), "--out", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model" / "model_index.json").exists()
+
+
+def test_guidance_distillation_phase_runs_from_the_base_model(tmp_path):
+    import math
+
+    cfg = preset("tiny", **{"vae.steps": 1, "flow.steps": 2})
+    with pytest.raises(FileNotFoundError):
+        train_flow(cfg, tmp_path / "empty", phase="distill")
+    train_flow(cfg, tmp_path / "run")
+    records = train_flow(cfg, tmp_path / "run", phase="distill")
+    assert [r["stage"] for r in records] == ["flow-distill"] * 2
+    assert all(math.isfinite(r["loss"]) for r in records)
+    assert (tmp_path / "run" / "distill.pt").exists()
