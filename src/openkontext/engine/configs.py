@@ -9,10 +9,10 @@ and training, which starts from it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
-from transformers import ByT5Tokenizer, CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+if TYPE_CHECKING:  # the configurations are plain data; only build_pipeline needs torch/diffusers/transformers
+    import torch
 
 BYTE_VOCAB = 384  # ByT5: 3 special tokens + 256 bytes + 125 extra ids
 
@@ -29,7 +29,7 @@ class KontextConfig:
     scheduler: dict = field(default_factory=dict)
 
 
-def _vae(channels: tuple[int, ...], latent_channels: int = 16, layers: int = 1, groups: int = 32) -> dict:
+def vae_config(channels: tuple[int, ...], latent_channels: int = 16, layers: int = 1, groups: int = 32) -> dict:
     return dict(
         in_channels=3,
         out_channels=3,
@@ -54,7 +54,7 @@ CONFIGS: dict[str, KontextConfig] = {
             num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
             axes_dims_rope=(4, 6, 6),
         ),
-        vae=_vae((8, 8, 8, 8), groups=4),
+        vae=vae_config((8, 8, 8, 8), groups=4),
         clip=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2),
         t5=dict(d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4),
         clip_max_length=32,
@@ -68,7 +68,7 @@ CONFIGS: dict[str, KontextConfig] = {
             num_attention_heads=4, joint_attention_dim=128, pooled_projection_dim=64, guidance_embeds=True,
             axes_dims_rope=(8, 12, 12),
         ),
-        vae=_vae((32, 64, 64, 64), groups=32),
+        vae=vae_config((32, 64, 64, 64), groups=32),
         clip=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2),
         t5=dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4),
         clip_max_length=77,
@@ -82,7 +82,7 @@ CONFIGS: dict[str, KontextConfig] = {
             num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
             axes_dims_rope=(16, 56, 56),
         ),
-        vae=_vae((128, 256, 512, 512), layers=2),
+        vae=vae_config((128, 256, 512, 512), layers=2),
         clip=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                   projection_dim=768),
         t5=dict(d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, feed_forward_proj="gated-gelu",
@@ -104,8 +104,14 @@ SCHEDULER = dict(
 )
 
 
-def build_pipeline(config: KontextConfig | str, *, seed: int = 0, dtype: torch.dtype = torch.float32):
-    """A complete FluxKontextPipeline with random weights drawn from ``seed`` (the same seed, the same weights)."""
+def build_pipeline(config: KontextConfig | str, *, seed: int = 0, dtype: torch.dtype | None = None):
+    """A complete FluxKontextPipeline with random weights drawn from ``seed`` (the same seed, the same weights);
+    float32 unless ``dtype`` says otherwise."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
+    from transformers import ByT5Tokenizer, CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    dtype = dtype or torch.float32
     if isinstance(config, str):
         config = CONFIGS[config]
     with torch.random.fork_rng(devices=[]):

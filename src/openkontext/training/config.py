@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from openkontext.engine.configs import CONFIGS, KontextConfig, _vae
+from openkontext.engine.configs import CONFIGS, KontextConfig, vae_config
 
 # The default model's architecture, sized for a plain CPU: 192 wide (3 heads of 64), 2 double + 4 single blocks
 # (~5 M transformer parameters); an 8x-downsampling 16-channel VAE; byte-level CLIP (pooled) + T5 (sequence)
@@ -20,7 +20,7 @@ DEFAULT_MODEL = KontextConfig(
         num_attention_heads=3, joint_attention_dim=128, pooled_projection_dim=64, guidance_embeds=True,
         axes_dims_rope=(16, 24, 24),
     ),
-    vae=_vae((16, 32, 64, 64), groups=8),  # 1.0 M; (32,64,64,64) trains 2x slower per step on CPU
+    vae=vae_config((16, 32, 64, 64), groups=8),  # 1.0 M; (32,64,64,64) trains 2x slower per step on CPU
     clip=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2),
     t5=dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4),
     clip_max_length=77,
