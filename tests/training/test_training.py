@@ -15,7 +15,7 @@ from openkontext.training.checkpoint import export, folder_size
 from openkontext.training.cli import app
 from openkontext.training.config import PRESETS, TrainConfig, preset
 from openkontext.training.data import edit_batch, vae_batch
-from openkontext.training.flow import flow_loss
+from openkontext.training.flow import flow_loss, pack, token_weights, weighted_mse
 from openkontext.training.loop import train_flow, train_vae
 from openkontext.training.vae import vae_loss
 
@@ -150,3 +150,34 @@ def test_guidance_distillation_phase_runs_from_the_base_model(tmp_path):
     assert [r["stage"] for r in records] == ["flow-distill"] * 2
     assert all(math.isfinite(r["loss"]) for r in records)
     assert (tmp_path / "run" / "distill.pt").exists()
+
+
+def test_edit_weights_follow_the_token_packing_order():
+    # one changed 16x16 patch at token-grid row 1, column 3 of a 64x96 image
+    masks = torch.zeros(1, 64, 96)
+    masks[0, 16:32, 48:64] = 1.0
+    weights = token_weights(masks, 16, edit_weight=5.0)
+    latents = torch.zeros(1, 4, 8, 12)  # 8x downsampling: the same patch is latent rows 2-3, columns 6-7
+    latents[0, :, 2:4, 6:8] = 1.0
+    tokens, _ = pack(latents, 0, torch.device("cpu"))
+    assert weights.shape == (1, tokens.shape[1]) == (1, 24)
+    assert weights[0].argmax() == tokens[0].abs().sum(-1).argmax() == 1 * 6 + 3
+    assert weights.max() == 6.0 and weights.min() == 1.0
+
+
+def test_weighted_loss_reduces_to_the_mean_and_counts_the_changed_tokens_more():
+    pred, target = torch.zeros(1, 4, 8), torch.zeros(1, 4, 8)
+    target[0, 0] = 1.0  # only token 0 is wrong
+    assert weighted_mse(pred, target, None) == torch.nn.functional.mse_loss(pred, target)
+    assert weighted_mse(pred, target, torch.ones(1, 4)) == weighted_mse(pred, target, None)
+    heavy = weighted_mse(pred, target, torch.tensor([[7.0, 1.0, 1.0, 1.0]]))
+    assert heavy == pytest.approx(7.0 / 10.0)
+
+
+def test_edit_batches_carry_the_change_mask_of_the_example_they_train_on():
+    cfg = preset("tiny", categories=("local",))
+    batch = edit_batch(cfg, 2)
+    assert batch.masks.shape == (2, 64, 64)
+    changed = (batch.target - batch.context).abs().amax(1) > 1e-6
+    assert changed.any() and bool((batch.masks[changed] == 1).all())  # every changed pixel lies in the mask
+    assert float(batch.masks.mean()) < 0.5

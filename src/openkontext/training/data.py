@@ -68,15 +68,18 @@ class EditBatch:
     prompts: list[str]
     target: torch.Tensor  # (B, 3, H, W)
     categories: list[str]
+    masks: torch.Tensor  # (B, H, W) float: 1 where the target differs from the context (the change mask)
 
 
-def edit_examples(sample, rng: np.random.Generator) -> tuple[Image.Image | None, str, Image.Image]:
-    """(context, prompt, target) of a sample; an iterative sample gives one of its turns, on its previous result."""
+def edit_examples(sample, rng: np.random.Generator) -> tuple[Image.Image | None, str, Image.Image, np.ndarray]:
+    """(context, prompt, target, change mask) of a sample; an iterative sample gives one of its turns, on its
+    previous result."""
     if sample.category != "iterative" or not sample.turns:
-        return sample.input_image, sample.prompt, sample.target
+        return sample.input_image, sample.prompt, sample.target, sample.mask
     k = int(rng.integers(len(sample.turns)))
     before = sample.input_image if k == 0 else sample.turns[k - 1].target
-    return before, sample.turns[k].prompt, sample.turns[k].target
+    turn = sample.turns[k]
+    return before, turn.prompt, turn.target, turn.mask
 
 
 def edit_batch(cfg: TrainConfig, step: int, batch: int | None = None) -> EditBatch:
@@ -87,13 +90,14 @@ def edit_batch(cfg: TrainConfig, step: int, batch: int | None = None) -> EditBat
     t2i = "text_to_image" in cats and rng.random() < 1 / len(cats)
     cats = ["text_to_image"] if t2i else [c for c in cats if c != "text_to_image"]
     size = batch_size_for(cfg, step, 2)
-    contexts, prompts, targets, names = [], [], [], []
+    contexts, prompts, targets, names, masks = [], [], [], [], []
     for k in range(batch or cfg.flow.batch):
         sample = generate(_seed(cfg, step, k, 2), split="train", size=size, categories=cats)
-        context, prompt, target = edit_examples(sample, rng)
+        context, prompt, target, mask = edit_examples(sample, rng)
         contexts.append(None if context is None else to_tensor(context))
         prompts.append(prompt)
         targets.append(to_tensor(target))
         names.append(sample.category)
+        masks.append(torch.from_numpy(np.asarray(mask, dtype=np.float32)))
     context = None if t2i else torch.stack(contexts)
-    return EditBatch(context, prompts, torch.stack(targets), names)
+    return EditBatch(context, prompts, torch.stack(targets), names, torch.stack(masks))

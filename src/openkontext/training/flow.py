@@ -8,7 +8,8 @@ on the sequence axis and the prediction is sliced back to the target tokens.
 
 Training (here): x_sigma = (1 - sigma) * x_0 + sigma * noise, target velocity v = noise - x_0, with sigma drawn
 logit-normally and pushed through the same shift. The prompt is replaced by "" with probability
-``prompt_dropout``, so the model also learns the unconditional velocity.
+``prompt_dropout``, so the model also learns the unconditional velocity. With ``edit_weight`` > 0 the squared error
+of each token is weighted by how much of its 16x16-pixel patch the edit changes (``token_weights``).
 
 Guidance: the engine passes ``guidance`` to the transformer's embedded-guidance input (FLUX.1 [dev] style). In this
 base objective the guidance input is drawn uniformly from ``guidance_range`` and the target does not depend on it,
@@ -103,6 +104,22 @@ def encode_text(pipeline, prompts: list[str], max_sequence_length: int, device):
                                   max_sequence_length=max_sequence_length)  # fmt: skip
 
 
+def token_weights(masks: torch.Tensor, patch: int, edit_weight: float) -> torch.Tensor:
+    """(B, H, W) change masks -> (B, tokens) loss weights 1 + edit_weight * (changed share of the token's patch),
+    in the packing order of ``pack`` (row-major over the token grid)."""
+    share = F.avg_pool2d(masks.float().unsqueeze(1), patch).flatten(1)
+    return 1.0 + edit_weight * share
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error per token, averaged with ``weights`` (None: the plain mean)."""
+    per_token = (pred.float() - target.float()).pow(2).mean(-1)
+    if weights is None:
+        return per_token.mean()
+    weights = weights.to(per_token.device)
+    return (per_token * weights).sum() / weights.sum()
+
+
 def flow_loss(pipeline, batch, recipe: FlowRecipe, max_sequence_length: int, generator: torch.Generator,
               device) -> tuple[torch.Tensor, dict]:  # fmt: skip
     p = prepare(pipeline, batch, recipe, max_sequence_length, generator, device)
@@ -111,7 +128,10 @@ def flow_loss(pipeline, batch, recipe: FlowRecipe, max_sequence_length: int, gen
     noisy = (1 - s) * p["x0"] + s * p["noise"]
     pred = velocity(pipeline, noisy, p["context_tokens"], p["latent_ids"], p["context_ids"], p["sigma"],
                     p["guidance"], prompt_embeds, pooled, text_ids)  # fmt: skip
-    loss = F.mse_loss(pred.float(), (p["noise"] - p["x0"]).float())
+    weights = None
+    if recipe.edit_weight:
+        weights = token_weights(batch.masks, 2 * pipeline.vae_scale_factor, recipe.edit_weight)
+    loss = weighted_mse(pred, p["noise"] - p["x0"], weights)
     return loss, {"loss": loss.item(), "sigma": p["sigma"].mean().item()}
 
 
