@@ -75,45 +75,94 @@ def serve(
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level.lower())
 
 
+ModelOpt = Annotated[str, typer.Option(help="'default', 'random', or a diffusers folder.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed (same seed, same output).")]
+StepsOpt = Annotated[int, typer.Option(min=1, max=150)]
+GuidanceOpt = Annotated[float, typer.Option(min=0.1, max=99.0, help="Higher follows the prompt more closely.")]
+FormatOpt = Annotated[Optional[str], typer.Option("--format", help="jpeg, png or webp; default: from -o.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda …")]
+PresetOpt = Annotated[str, typer.Option(help="none, auto or fast (docs/gpu.md).")]
+# a one-off local run does not wait to compile
+AccelOpt = Annotated[str, typer.Option(help="Acceleration overrides (docs/gpu.md).")]
+
+
 @app.command()
 def edit(
-    image: Annotated[Optional[Path], typer.Argument(help="Image to edit (omit with --t2i for text-to-image).")],
+    image: Annotated[Path, typer.Argument(help="Image to edit.", exists=True, dir_okay=False)],
     prompt: Annotated[str, typer.Argument(help="The instruction, e.g. \"Change 'KELLAR' to 'SUMITH'\".")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the result.")] = Path("edited.png"),
-    seed: Annotated[int, typer.Option(help="Seed (same seed, same output).")] = 0,
-    steps: Annotated[int, typer.Option(min=1, max=150)] = 50,
-    guidance: Annotated[float, typer.Option(min=0.1, max=99.0)] = 3.0,
-    output_format: Annotated[Optional[str], typer.Option("--format", help="jpeg, png or webp; default: from -o.")] = None,
-    model: Annotated[str, typer.Option(help="'default', 'random', or a diffusers folder.")] = "default",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda …")] = "auto",
-    accel_preset: Annotated[str, typer.Option(help="none, auto or fast (docs/gpu.md).")] = "auto",
-    accel_options: Annotated[str, typer.Option(help="Overrides; a one-off edit does not wait to compile.")] = (
-        "compile=off"
-    ),
+    reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", exists=True, dir_okay=False,
+                                                            help="Extra reference image (up to 3).")] = None,
+    seed: SeedOpt = 0,
+    steps: StepsOpt = 50,
+    guidance: GuidanceOpt = 3.0,
+    output_format: FormatOpt = None,
+    model: ModelOpt = "default",
+    device: DeviceOpt = "auto",
+    accel_preset: PresetOpt = "auto",
+    accel_options: AccelOpt = "compile=off",
 ) -> None:
     """Edit an image on this machine, without a server."""
+    from .engine.images import decode_image
+
+    if len(reference or []) > 3:
+        raise typer.BadParameter("at most 3 extra references (4 images in all)", param_hint="--reference")
+    images = [decode_image(path.read_bytes(), max_pixels=100_000_000) for path in [image, *(reference or [])]]
+    _run_locally(images, prompt, output, output_format, model, device, accel_preset, accel_options,
+                 seed=seed, steps=steps, guidance=guidance)  # fmt: skip
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What to draw, e.g. \"A red creature on a beach\".")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the result.")] = Path("image.png"),
+    aspect_ratio: Annotated[str, typer.Option(help="Between 21:9 and 9:21.")] = "1:1",
+    seed: SeedOpt = 0,
+    steps: StepsOpt = 50,
+    guidance: GuidanceOpt = 3.0,
+    output_format: FormatOpt = None,
+    model: ModelOpt = "default",
+    device: DeviceOpt = "auto",
+    accel_preset: PresetOpt = "auto",
+    accel_options: AccelOpt = "compile=off",
+) -> None:
+    """Text-to-image on this machine, without a server."""
+    from .engine.buckets import parse_aspect_ratio
+
+    try:
+        ratio = parse_aspect_ratio(aspect_ratio)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--aspect-ratio") from None
+    _run_locally([], prompt, output, output_format, model, device, accel_preset, accel_options,
+                 seed=seed, steps=steps, guidance=guidance, aspect_ratio=ratio)  # fmt: skip
+
+
+def _run_locally(images, prompt: str, output: Path, output_format: str | None, model: str, device: str,
+                 accel_preset: str, accel_options: str, **sampling) -> None:  # fmt: skip
+    """Load the model, run one edit (or generation) with a progress bar, write the result."""
     from .engine.acceleration import configure
-    from .engine.images import OUTPUT_FORMATS, decode_image, encode_image
+    from .engine.images import OUTPUT_FORMATS, encode_image
     from .engine.loading import load_engine, pick_device
 
     _setup_logging("WARNING")
     fmt = output_format or {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(output.suffix.lower(), "png")
     if fmt not in OUTPUT_FORMATS:
         raise typer.BadParameter(f"unknown format {fmt}; use jpeg, png or webp")
-    images = [decode_image(image.read_bytes(), max_pixels=100_000_000)] if image else []
     torch_device = pick_device(device)
     acceleration = configure(torch_device, accel_preset, accel_options)
     engine = load_engine(model, device=str(torch_device), acceleration=acceleration)
     if engine.info.placeholder:
         console.print(f"[yellow]Note:[/yellow] model is {engine.info.name}: {engine.info.description}.")
     started = time.perf_counter()
+    steps = sampling["steps"]
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                   console=console) as bar:  # fmt: skip
-        task = bar.add_task(f"editing on {engine.device}", total=steps)
-        result = engine.edit(images, prompt, seed=seed, steps=steps, guidance=guidance,
+        task = bar.add_task(f"{'editing' if images else 'generating'} on {engine.device}", total=steps)
+        result = engine.edit(images, prompt, **sampling,
                              on_step=lambda step, total, _: bar.update(task, completed=step))  # fmt: skip
     output.write_bytes(encode_image(result, fmt))
-    console.print(f"wrote {output} ({result.width}x{result.height}, seed {seed}, {time.perf_counter() - started:.1f} s)")
+    seconds = time.perf_counter() - started
+    console.print(f"wrote {output} ({result.width}x{result.height}, seed {sampling['seed']}, {seconds:.1f} s)")
 
 
 def _client(server: str, key: str | None):

@@ -89,3 +89,27 @@ def test_server_generates_and_uses_a_local_key(start_server):
     with Client(server.url, api_key=key) as client:
         assert client.edit(image_bytes(), "x", steps=1).data
     assert "generated one and saved it" in server.log()
+
+
+def test_cli_generate_draws_from_the_prompt_alone_at_the_asked_aspect_ratio(tmp_path):
+    out = tmp_path / "drawn.png"
+    done = run_cli("generate", "A red creature on a beach", "-o", str(out), "--aspect-ratio", "16:9",
+                   "--model", "tiny", "--steps", "3")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    image = Image.open(out)
+    assert image.format == "PNG" and 1.5 < image.width / image.height < 2.0
+    bad = run_cli("generate", "x", "-o", str(tmp_path / "no.png"), "--aspect-ratio", "5:1", "--model", "tiny")
+    assert bad.returncode == 2 and "21:9" in bad.stderr and not (tmp_path / "no.png").exists()
+
+
+def test_cli_edit_takes_extra_references_and_refuses_a_missing_image(tmp_path):
+    photo, other = tmp_path / "in.png", tmp_path / "ref.png"
+    photo.write_bytes(image_bytes((64, 64)))
+    other.write_bytes(image_bytes((64, 64), seed=1))
+    out = tmp_path / "out.png"
+    done = run_cli("edit", str(photo), "put them together", "-r", str(other), "-o", str(out), "--model", "tiny",
+                   "--steps", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert Image.open(out).size == (64, 64)
+    missing = run_cli("edit", str(tmp_path / "nope.png"), "x", "--model", "tiny")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
