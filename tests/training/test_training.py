@@ -134,9 +134,16 @@ def test_cli_trains_and_exports(tmp_path):
     assert "psnr" in result.output
     result = runner.invoke(app, ["transformer", "--run", str(run), "--preset", "tiny", "--max-steps", "2"])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["export", "--run", str(run), "--out", str(tmp_path / "model")])
+    (tmp_path / "table.md").write_text("| category | editor |\n|---|---|\n| local | model |\n")
+    (tmp_path / "notes.md").write_text("## Known failure cases\n\n- colours drift\n")
+    result = runner.invoke(app, ["export", "--run", str(run), "--out", str(tmp_path / "model"),
+                                 "--bench-table", str(tmp_path / "table.md"), "--notes", str(tmp_path / "notes.md")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "model" / "model_index.json").exists()
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "| local | model |" in card and "- colours drift" in card and "Not yet written" not in card
+    missing = runner.invoke(app, ["export", "--run", str(run), "--out", str(tmp_path / "m2"), "--notes", "nope.md"])
+    assert missing.exit_code == 2 and not (tmp_path / "m2").exists()
 
 
 def test_guidance_distillation_phase_runs_from_the_base_model(tmp_path):

@@ -20,6 +20,7 @@ from openkontext.engine.configs import build_pipeline
 from .config import TrainConfig
 
 MODEL_CARD_FILE = "openkontext.json"
+NO_NOTES = "## Known failure cases\n\nNot yet written for this export: see docs/training.md."
 
 
 def save_state(path: Path, state: dict) -> None:
@@ -67,7 +68,8 @@ def build_trained_pipeline(run_dir: Path, *, ema: bool = True):
 
 
 def export(run_dir: Path, out: Path, *, dtype: torch.dtype = torch.float16, name: str = "openkontext-toy",
-           description: str | None = None, ema: bool = True, bench_table: str | None = None) -> Path:
+           description: str | None = None, ema: bool = True, bench_table: str | None = None,
+           notes: str | None = None) -> Path:
     """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json; returns ``out``."""
     pipeline, cfg, steps = build_trained_pipeline(Path(run_dir), ema=ema)
     pipeline.to(dtype=dtype)
@@ -83,12 +85,16 @@ def export(run_dir: Path, out: Path, *, dtype: torch.dtype = torch.float16, name
         "training": {"run": Path(run_dir).name, **steps},
     }
     (out / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-    (out / "README.md").write_text(model_card(pipeline, cfg, steps, name, bench_table))
+    (out / "README.md").write_text(model_card(pipeline, cfg, steps, name, bench_table, notes))
     return out
 
 
-def model_card(pipeline, cfg: TrainConfig, steps: dict, name: str, bench_table: str | None = None) -> str:
-    """The model card: architecture, parameters, data, training, benchmark, failure cases, licences."""
+def model_card(pipeline, cfg: TrainConfig, steps: dict, name: str, bench_table: str | None = None,
+               notes: str | None = None) -> str:
+    """The model card: architecture, parameters, data, training, benchmark, failure cases, licences.
+
+    ``bench_table`` is the markdown table of ``openkontext train bench``; ``notes`` (markdown) holds what only the
+    person who ran the training knows: compute spent, the curves, known failure cases."""
     arch = cfg.architecture
     params = {n: sum(p.numel() for p in getattr(pipeline, n).parameters())
               for n in ("transformer", "vae", "text_encoder", "text_encoder_2")}  # fmt: skip
@@ -118,15 +124,17 @@ The FLUX.1 Kontext architecture at toy scale, trained from scratch on the OpenKo
 
 Data: samples streamed from the toy-world generator (train split; the benchmark uses the held-out split).
 Autoencoder: {steps["vae_steps"]} steps; transformer + text encoders: {steps["flow_steps"]} steps
-(rectified flow, prompt dropout {cfg.flow.prompt_dropout}). Recipe: `config.json` of the run; see docs/training.md.
+(rectified flow, prompt dropout {cfg.flow.prompt_dropout}, change-mask loss weight {cfg.flow.edit_weight}).
+Recipe: `config.json` of the run; see docs/training.md.
 
 ## Benchmark
 
+Held-out toy-world split, `openkontext train bench` (steps 50, guidance 3.0), beside the copy-input floor and the
+ground-truth ceiling:
+
 {bench_table or "(not measured for this export)"}
 
-## Known failure cases
-
-See docs/training.md: this export is an early checkpoint; edits are far from the targets.
+{notes or NO_NOTES}
 
 ## Licences
 

@@ -81,12 +81,17 @@ def distill(run: Path = RUN, preset_name: str = PRESET, max_seconds: float = MAX
 @app.command()
 def export(run: Path = RUN, out: Path = typer.Option(..., "--out", help="model folder to write"),
            name: str = typer.Option("openkontext-toy", "--name"), ema: bool = typer.Option(True, "--ema/--no-ema"),
+           bench_table: Path = typer.Option(None, "--bench-table", exists=True, dir_okay=False,
+                                            help="markdown table from 'train bench' for the model card"),
+           notes: Path = typer.Option(None, "--notes", exists=True, dir_okay=False,
+                                      help="markdown for the card: '## Known failure cases', compute, curves"),
            ) -> None:  # fmt: skip
-    """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json."""
+    """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json + model card."""
     from .checkpoint import export as export_folder
     from .checkpoint import folder_size
 
-    folder = export_folder(run, out, name=name, ema=ema)
+    folder = export_folder(run, out, name=name, ema=ema, bench_table=bench_table.read_text() if bench_table else None,
+                           notes=notes.read_text() if notes else None)  # fmt: skip
     typer.echo(f"wrote {folder} ({folder_size(folder) / 1e6:.1f} MB)")
 
 
