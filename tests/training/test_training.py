@@ -16,7 +16,7 @@ from openkontext.training.cli import app
 from openkontext.training.config import PRESETS, TrainConfig, preset
 from openkontext.training.data import edit_batch, vae_batch
 from openkontext.training.flow import flow_loss, pack, token_weights, weighted_mse
-from openkontext.training.loop import train_flow, train_vae
+from openkontext.training.loop import lr_factor, train_flow, train_vae
 from openkontext.training.vae import vae_loss
 
 
@@ -188,3 +188,23 @@ def test_edit_batches_carry_the_change_mask_of_the_example_they_train_on():
     changed = (batch.target - batch.context).abs().amax(1) > 1e-6
     assert changed.any() and bool((batch.masks[changed] == 1).all())  # every changed pixel lies in the mask
     assert float(batch.masks.mean()) < 0.5
+
+
+def test_learning_rate_warms_up_holds_then_decays_linearly():
+    recipe = preset("tiny", **{"vae.steps": 1000, "vae.decay_from": 600, "vae.final_lr_ratio": 0.2}).vae
+    assert lr_factor(0, recipe) == pytest.approx(0.01)
+    assert lr_factor(99, recipe) == lr_factor(600, recipe) == 1.0
+    assert lr_factor(800, recipe) == pytest.approx(0.6)
+    assert lr_factor(1000, recipe) == pytest.approx(0.2) == lr_factor(5000, recipe)
+    assert lr_factor(5000, preset("tiny").vae) == 1.0  # no decay unless the recipe asks
+
+
+def test_a_resumed_run_uses_the_recipe_learning_rate_not_the_saved_one(tmp_path):
+    cfg = preset("tiny", **{"vae.steps": 2})
+    train_vae(cfg, tmp_path / "run", evaluate=False)
+    before = torch.load(tmp_path / "run" / "vae.pt", weights_only=False)["model"]
+    cfg.vae.steps, cfg.vae.lr = 4, 0.0  # e.g. a decay edited into config.json between two calls
+    train_vae(cfg, tmp_path / "run", evaluate=False)
+    after = torch.load(tmp_path / "run" / "vae.pt", weights_only=False)
+    assert after["step"] == 4
+    assert all(torch.equal(before[k], after["model"][k]) for k in before)

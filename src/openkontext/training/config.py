@@ -41,6 +41,8 @@ class VAERecipe:
     l1: float = 1.0
     edge: float = 1.0  # image-gradient loss: keeps thin strokes (letters) crisp
     kl: float = 1e-6
+    decay_from: int | None = None  # from this step the learning rate falls linearly to final_lr_ratio at `steps`
+    final_lr_ratio: float = 0.1
 
 
 @dataclass
@@ -54,6 +56,8 @@ class FlowRecipe:
     logit_mean: float = 0.0  # t ~ shift(sigmoid(N(mean, std))), the same exponential shift as the sampler
     logit_std: float = 1.0
     ema: float = 0.999  # 0 disables the EMA copy
+    decay_from: int | None = None  # as in VAERecipe
+    final_lr_ratio: float = 0.1
     # Tokens inside the sample's change mask weigh 1 + edit_weight in the loss: a local edit changes ~3% of the
     # image, so with a uniform loss the copy of the rest dominates and the edit itself is learned last.
     edit_weight: float = 0.0

@@ -43,9 +43,20 @@ def _generator(cfg: TrainConfig, step: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed((cfg.seed * 7_919 + stream) * 10**8 + step)
 
 
-def _set_lr(optimizer, step: int) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = group["base_lr"] * min(1.0, (step + 1) / WARMUP)
+def lr_factor(step: int, recipe) -> float:
+    """Linear warm-up over WARMUP steps, constant, then (with ``recipe.decay_from``) a linear fall to
+    ``recipe.final_lr_ratio`` at ``recipe.steps``."""
+    factor = min(1.0, (step + 1) / WARMUP)
+    if recipe.decay_from is not None and step >= recipe.decay_from:
+        done = min(1.0, (step - recipe.decay_from) / max(1, recipe.steps - recipe.decay_from))
+        factor *= 1.0 - done * (1.0 - recipe.final_lr_ratio)
+    return factor
+
+
+def _set_lr(optimizer, step: int, recipe, base_lrs: list[float]) -> None:
+    # the base rates come from the recipe, not the optimiser state, so a recipe change takes effect on resume
+    for group, base in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = base * lr_factor(step, recipe)
 
 
 class _Clock:
@@ -82,8 +93,6 @@ def train_vae(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None, 
     recipe = cfg.vae
     vae = build_pipeline(cfg.architecture, seed=cfg.seed).vae.to(dev).train().requires_grad_(True)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.lr, weight_decay=0.0)
-    for group in optimizer.param_groups:
-        group["base_lr"] = recipe.lr
     step = 0
     state = load_state(run_dir / "vae.pt")
     if state is not None:
@@ -98,7 +107,7 @@ def train_vae(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None, 
     while step < recipe.steps and (max_steps is None or done < max_steps) and not clock.out_of_time():
         x = vae_batch(cfg, step).to(dev)
         torch.manual_seed(_generator(cfg, step, 3).initial_seed())  # dropout etc.: a function of the step too
-        _set_lr(optimizer, step)
+        _set_lr(optimizer, step, recipe, [recipe.lr])
         with _autocast(cfg, dev):
             loss, parts = vae_loss(vae, x, recipe, _generator(cfg, step, 1))
         loss.backward()
@@ -158,8 +167,8 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
         module.train().requires_grad_(True)
     text_params = [p for name in TRAINABLE[1:] for p in modules[name].parameters()]
     optimizer = torch.optim.AdamW(
-        [{"params": list(modules["transformer"].parameters()), "lr": recipe.lr, "base_lr": recipe.lr},
-         {"params": text_params, "lr": recipe.text_lr, "base_lr": recipe.text_lr}],
+        [{"params": list(modules["transformer"].parameters()), "lr": recipe.lr},
+         {"params": text_params, "lr": recipe.text_lr}],
         weight_decay=0.0,
     )  # fmt: skip
     ema = None
@@ -185,7 +194,7 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
         batch = edit_batch(cfg, step)
         generator = _generator(cfg, step, 2)
         torch.manual_seed(_generator(cfg, step, 3).initial_seed())  # text-encoder dropout: a function of the step
-        _set_lr(optimizer, step)
+        _set_lr(optimizer, step, recipe, [recipe.lr, recipe.text_lr])
         with _autocast(cfg, dev):
             if teacher is None:
                 loss, parts = flow_loss(pipeline, batch, recipe, max_len, generator, dev)
