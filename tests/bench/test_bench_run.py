@@ -92,9 +92,24 @@ def test_sweep_passes_parameters():
         seen.append((steps, guidance))
         return images[0] if images else Image.new("RGB", (width, height))
 
-    res = sweep(editor, "steps", [2, 4], n=1, categories=["local"])
+    res = sweep(editor, "steps", [2, 4], n=1, categories=["local", "style"])
     assert [r["steps"] for r in res["rows"]] == [2, 4]
     assert {s for s, _ in seen} == {2, 4}
+    # the copy editor: the local mask keeps the input's pixels (not the target's), the rest is untouched
+    local, style = res["quality"][0]["local"], res["quality"][0]["style"]
+    assert local["metric"] == "psnr_mask_target" and local["value"] < 30 and local["preservation"] == 60.0
+    assert style["metric"] == "psnr_target" and style["value"] < 30
+
+
+def test_cli_sweep_prints_success_and_quality(tmp_path):
+    result = CliRunner().invoke(make_app(lambda name: copy_input),
+                                ["sweep", "--param", "steps", "--values", "1,2", "--n", "1", "--categories", "local",
+                                 "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # rich wraps titles to the terminal's width
+    assert "success rate vs steps" in text and "quality vs steps" in text
+    assert "8.88 / 60.00" in text  # copy-input: the input's pixels in the mask, the rest untouched
+    assert json.loads((tmp_path / "sweep_steps.json").read_text())["quality"][1]["steps"] == 2
 
 
 def test_cli_run_uses_the_factory(tmp_path):

@@ -70,7 +70,7 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
               n: int = typer.Option(5, "--n"), categories: str = typer.Option(None),
               size: str = typer.Option("256"), out: Path = typer.Option(Path("bench-out"), "--out"),
               steps: int = typer.Option(50), guidance: float = typer.Option(3.0)) -> None:
-        """Success rate per category against guidance or steps."""
+        """Success rate and each category's quality figure against guidance or steps."""
         from rich.console import Console
         from rich.table import Table
 
@@ -85,8 +85,19 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
         for row in result["rows"]:
             table.add_row(str(row[param]), *[f"{row[c]:.0%}" for c in cats])
         Console().print(table)
+        quality = Table(title=f"quality vs {param}: category figure / preservation (dB)")
+        for col in [param] + [f"{c} ({result['quality'][0][c]['metric']})" for c in cats]:
+            quality.add_column(col)
+        for row in result["quality"]:
+            quality.add_row(str(row[param]), *[_figure(row[c]["value"]) + " / " + _figure(row[c]["preservation"])
+                                               for c in cats])  # fmt: skip
+        Console().print(quality)
 
     return app
+
+
+def _figure(value) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 app = make_app()

@@ -192,18 +192,27 @@ def _save_grid_row(out_dir: Path, sample: Sample, outs: list[Image.Image], rec: 
     return row
 
 
+# the continuous figure that says most about each category's edit (success rates move only past a threshold)
+QUALITY_KEY = {"local": "psnr_mask_target", "global": "psnr_mask_target", "text": "psnr_mask_target",
+               "style": "psnr_target", "character_reference": "identity_psnr", "text_to_image": "content_score",
+               "iterative": "turn_success"}  # fmt: skip
+
+
 def sweep(editor, param: str, values: list, n: int = 5, categories=None, size=256, out_dir=None,
           seed_start: int = 0, *, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE) -> dict:
-    """Success rate per category as ``param`` ("guidance" or "steps") takes each of ``values``."""
+    """Success rate per category as ``param`` ("guidance" or "steps") takes each of ``values``; ``quality`` holds
+    each category's QUALITY_KEY figure and preservation at every value."""
     if param not in ("guidance", "steps"):
         raise ValueError("param must be 'guidance' or 'steps'")
-    rows = []
+    rows, quality = [], []
     for v in values:
         kw = {"steps": steps, "guidance": guidance, param: v}
         res = run_bench(editor, n, categories, size, None, seed_start, references=False, **kw)
         summ = res.summaries["model"]
         rows.append({param: v, **{c: summ[c]["success_rate"] for c in summ}})
-    result = {"param": param, "values": list(values), "rows": rows, "n_per_category": n}
+        quality.append({param: v, **{c: {"metric": QUALITY_KEY[c], "value": summ[c].get(QUALITY_KEY[c]),
+                                         "preservation": summ[c].get("preservation")} for c in summ}})
+    result = {"param": param, "values": list(values), "rows": rows, "quality": quality, "n_per_category": n}
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / f"sweep_{param}.json").write_text(json.dumps(result, indent=1))
