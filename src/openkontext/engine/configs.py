@@ -61,7 +61,8 @@ CONFIGS: dict[str, KontextConfig] = {
         t5_max_length=48,
         native_side=64,
     ),
-    # Placeholder served until trained weights ship: the default model's shape, random weights.
+    # The random placeholder (`model=random`): about the default model's size, random weights — a reference that
+    # trained weights must beat, and a fallback should the packaged weights be missing.
     "small": KontextConfig(
         transformer=dict(
             patch_size=1, in_channels=64, num_layers=2, num_single_layers=4, attention_head_dim=32,

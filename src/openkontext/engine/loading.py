@@ -99,7 +99,7 @@ def _load_folder(path: Path, device: torch.device, dtype: torch.dtype, transform
     components = {}
     if transformer_file is not None:
         components["transformer"] = load_single_file_transformer(transformer_file, path, dtype)
-    pipeline = FluxKontextPipeline.from_pretrained(path, torch_dtype=dtype, local_files_only=True, **components)
+    pipeline = FluxKontextPipeline.from_pretrained(path, dtype=dtype, local_files_only=True, **components)
     pipeline, applied = _place(pipeline, device, acceleration)
     card = json.loads((path / MODEL_CARD_FILE).read_text()) if (path / MODEL_CARD_FILE).exists() else {}
     is_flux_dev = pipeline.transformer.config.joint_attention_dim == 4096
@@ -132,7 +132,7 @@ def load_single_file_transformer(file: Path, config_folder: Path, dtype: torch.d
         config = FluxTransformer2DModel.load_config(config_folder / "transformer", local_files_only=True)
         checkpoint = convert_bfl_transformer(checkpoint, config["num_attention_heads"] * config["attention_head_dim"])
     return FluxTransformer2DModel.from_single_file(
-        checkpoint, config=str(config_folder), subfolder="transformer", torch_dtype=dtype, local_files_only=True
+        checkpoint, config=str(config_folder), subfolder="transformer", dtype=dtype, local_files_only=True
     )
 
 

@@ -125,12 +125,12 @@ The FLUX.1 Kontext architecture at toy scale, trained from scratch on the OpenKo
 Data: samples streamed from the toy-world generator (train split; the benchmark uses the held-out split).
 Autoencoder: {steps["vae_steps"]} steps; transformer + text encoders: {steps["flow_steps"]} steps
 (rectified flow, prompt dropout {cfg.flow.prompt_dropout}, change-mask loss weight {cfg.flow.edit_weight}).
-Recipe: `config.json` of the run; see docs/training.md.
+The recipe and how to reproduce it: docs/training.md in the OpenKontext repository.
 
 ## Benchmark
 
-Held-out toy-world split, `openkontext train bench` (steps 50, guidance 3.0), beside the copy-input floor and the
-ground-truth ceiling:
+Held-out toy-world split (`openkontext bench run --model FOLDER`, steps 50, guidance 3.0), beside the copy-input
+floor and the ground-truth ceiling:
 
 {bench_table or "(not measured for this export)"}
 

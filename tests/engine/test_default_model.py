@@ -1,0 +1,84 @@
+"""The trained default model shipped inside the package: its files, its card, and that its weights really edit.
+
+The quality checks compare the shipped weights with the randomly initialised placeholder of the same architecture
+on held-out toy-world cases, so a broken export, a loading regression or an untrained model fails them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from openkontext.bench.metrics import as_array, psnr
+from openkontext.bench.runner import bench_cases
+from openkontext.engine.loading import DEFAULT_MODEL_DIR, load_engine
+
+STEPS = 20
+
+
+@pytest.fixture(scope="module")
+def default_engine():
+    return load_engine("default", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def placeholder_engine():
+    return load_engine("random", device="cpu")
+
+
+def test_the_default_model_ships_as_fp16_safetensors_within_the_size_budget():
+    files = [f for f in DEFAULT_MODEL_DIR.rglob("*") if f.is_file()]
+    weights = [f for f in files if f.suffix == ".safetensors"]
+    assert (DEFAULT_MODEL_DIR / "model_index.json").is_file()
+    assert {f.parent.name for f in weights} == {"transformer", "vae", "text_encoder", "text_encoder_2"}
+    assert not [f for f in files if f.suffix in (".pt", ".bin", ".ckpt", ".pth")]  # no pickles, no training state
+    assert sum(f.stat().st_size for f in files) <= 60 * 1024 * 1024
+    for file in weights:
+        with safe_open(str(file), framework="pt") as tensors:
+            dtypes = {str(tensors.get_slice(name).get_dtype()) for name in tensors.keys()}
+        assert dtypes <= {"F16", "BF16"}, (file, dtypes)
+
+
+def test_the_model_card_states_data_training_compute_benchmark_and_licences():
+    card = (DEFAULT_MODEL_DIR / "README.md").read_text()
+    for section in ("## Architecture", "## Training", "## Benchmark", "## Known failure cases", "## Licences"):
+        assert section in card
+    assert "| local |" in card and "copy_input" in card  # the measured table, with the floor beside it
+    meta = json.loads((DEFAULT_MODEL_DIR / "openkontext.json").read_text())
+    assert meta["native_side"] == 256 and meta["training"]["flow_steps"] > 0
+
+
+def test_default_loads_the_shipped_weights_not_the_placeholder(default_engine):
+    assert default_engine.info.placeholder is False
+    assert default_engine.info.name == json.loads((DEFAULT_MODEL_DIR / "openkontext.json").read_text())["name"]
+    assert max(w * h for w, h in default_engine.info.buckets) >= 256 * 256
+
+
+def _preservation(engine, case) -> float:
+    out = engine.edit([case.input_image], case.prompt, seed=0, steps=STEPS, guidance=3.0, size=case.target.size)
+    size = case.target.size
+    return psnr(as_array(out, size), as_array(case.input_image, size), ~case.mask)
+
+
+def test_the_trained_model_keeps_what_the_prompt_does_not_mention(default_engine, placeholder_engine):
+    # held-out text edits: everything outside the sign should come back; random weights give noise. The shipped
+    # model measured 25.6 / 25.4 / 21.7 dB here (random: 9.5 / 9.0 / 7.9); its autoencoder alone allows ~27 dB.
+    cases = bench_cases(3, ["text"])
+    trained = [_preservation(default_engine, case) for case in cases]
+    untrained = [_preservation(placeholder_engine, case) for case in cases]
+    assert min(trained) >= 20.0, trained
+    assert min(trained) > max(untrained) + 10.0, (trained, untrained)
+
+
+def test_the_trained_model_draws_from_text_alone(default_engine, placeholder_engine):
+    # text-to-image: even the shipped model's blotchy scenes are far smoother than random weights' noise (mean
+    # difference between neighbouring pixels measured 9.5 vs 20.9)
+    prompt = "A red creature on the left on a beach."
+    def roughness(engine):
+        image = as_array(engine.edit([], prompt, seed=0, steps=STEPS, guidance=3.0, size=(256, 256)), (256, 256))
+        return float(np.abs(np.diff(image, axis=1)).mean())
+
+    assert roughness(default_engine) < 0.5 * roughness(placeholder_engine)
