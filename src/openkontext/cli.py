@@ -82,8 +82,8 @@ GuidanceOpt = Annotated[float, typer.Option(min=0.1, max=99.0, help="Higher foll
 FormatOpt = Annotated[Optional[str], typer.Option("--format", help="jpeg, png or webp; default: from -o.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda …")]
 PresetOpt = Annotated[str, typer.Option(help="none, auto or fast (docs/gpu.md).")]
-# a one-off local run does not wait to compile
-AccelOpt = Annotated[str, typer.Option(help="Acceleration overrides (docs/gpu.md).")]
+AccelOpt = Annotated[str, typer.Option(help="Acceleration overrides (docs/gpu.md); compile is off: a one-off run "
+                                           "does not wait to compile.")]
 
 
 @app.command()
