@@ -39,6 +39,12 @@ def _setup_logging(level: str = "INFO") -> None:
     for noisy in ("httpx", "diffusers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     logging.getLogger("uvicorn.access").addFilter(_RedactSignatures())
+    # loading a model folder draws diffusers' and transformers' own progress bars; the CLI shows the edit's only
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
 
 
 @app.command()

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -113,3 +114,13 @@ def test_cli_edit_takes_extra_references_and_refuses_a_missing_image(tmp_path):
     assert Image.open(out).size == (64, 64)
     missing = run_cli("edit", str(tmp_path / "nope.png"), "x", "--model", "tiny")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_cli_edit_on_the_shipped_model_shows_one_progress_bar(tmp_path):
+    out = tmp_path / "out.png"
+    sign = Path(__file__).resolve().parents[2] / "examples" / "sign.png"
+    done = run_cli("edit", str(sign), "Change 'KELLAR' to 'SUMITH'", "-o", str(out), "--steps", "2", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stderr and "editing on cpu" in done.stderr
+    assert "Loading" not in done.stderr and "randomly initialised" not in done.stderr
+    assert Image.open(out).size == (256, 256)
