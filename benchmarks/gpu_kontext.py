@@ -54,6 +54,7 @@ from openkontext.engine.acceleration import (
 from openkontext.engine.buckets import FLUX_KONTEXT_BUCKETS, make_buckets, nearest_bucket
 from openkontext.engine.configs import CONFIGS, build_pipeline
 from openkontext.engine.kontext import KontextEngine, ModelInfo
+from openkontext.engine.loading import MODEL_CARD_FILE
 
 PROMPT = "Change the sky to a deep purple sunset and add a small red kite"
 SEED = 0
@@ -181,10 +182,13 @@ def fits_on(info: DeviceInfo, args, dtype: torch.dtype) -> bool:
 
 def model_info(args, pipeline) -> ModelInfo:
     if args.model:
+        # the folder's openkontext.json (as load_engine reads it): the text length the model was trained with
+        card_file = Path(args.model) / MODEL_CARD_FILE
+        card = json.loads(card_file.read_text()) if card_file.is_file() else {}
         is_flux = pipeline.transformer.config.joint_attention_dim == 4096
-        native = pipeline.vae_scale_factor * pipeline.default_sample_size
+        native = card.get("native_side", pipeline.vae_scale_factor * pipeline.default_sample_size)
         buckets = FLUX_KONTEXT_BUCKETS if is_flux else make_buckets(native)
-        text = 512
+        text = card.get("max_sequence_length", 512)
     else:
         is_flux = args.config == "flux-kontext-dev"
         buckets = FLUX_KONTEXT_BUCKETS if is_flux else make_buckets(CONFIGS[args.config].native_side)
