@@ -54,6 +54,7 @@ def serve(
     model: Annotated[Optional[str], typer.Option(help="'default', 'random', or a diffusers folder.")] = None,
     transformer_file: Annotated[Optional[Path], typer.Option(help="BFL single-file transformer.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1, mps …")] = None,
+    preserve: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=PRESERVE_HELP)] = None,
     accel_preset: Annotated[Optional[str], typer.Option(help="none, auto or fast (docs/gpu.md).")] = None,
     accel_options: Annotated[Optional[str], typer.Option(help="Overrides: 'compile=off,fp8=weights' …")] = None,
     accel_warmup: Annotated[Optional[str], typer.Option(help="native, all, none or '1024x1024,…'.")] = None,
@@ -72,6 +73,7 @@ def serve(
 
     _setup_logging(log_level)
     overrides = dict(host=host, port=port, model=model, transformer_file=transformer_file, device=device,
+                     preserve=preserve,
                      accel_preset=accel_preset, accel_options=accel_options, accel_warmup=accel_warmup,
                      workers=workers, data_dir=data_dir, database_url=database_url, api_keys=api_key,
                      public_url=public_url)  # fmt: skip
@@ -81,7 +83,9 @@ def serve(
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level.lower())
 
 
+PRESERVE_HELP = "Paste-back threshold 0-1 (0: off; default: the model's own, docs/api.md)."
 ModelOpt = Annotated[str, typer.Option(help="'default', 'random', or a diffusers folder.")]
+PreserveOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=PRESERVE_HELP)]
 SeedOpt = Annotated[int, typer.Option(help="Seed (same seed, same output).")]
 StepsOpt = Annotated[int, typer.Option(min=1, max=150)]
 GuidanceOpt = Annotated[float, typer.Option(min=0.1, max=99.0, help="Higher follows the prompt more closely.")]
@@ -102,6 +106,7 @@ def edit(
     seed: SeedOpt = 0,
     steps: StepsOpt = 50,
     guidance: GuidanceOpt = 3.0,
+    preserve: PreserveOpt = None,
     output_format: FormatOpt = None,
     model: ModelOpt = "default",
     device: DeviceOpt = "auto",
@@ -115,7 +120,7 @@ def edit(
         raise typer.BadParameter("at most 3 extra references (4 images in all)", param_hint="--reference")
     images = [decode_image(path.read_bytes(), max_pixels=100_000_000) for path in [image, *(reference or [])]]
     _run_locally(images, prompt, output, output_format, model, device, accel_preset, accel_options,
-                 seed=seed, steps=steps, guidance=guidance)  # fmt: skip
+                 seed=seed, steps=steps, guidance=guidance, preserve=preserve)  # fmt: skip
 
 
 @app.command()
@@ -237,14 +242,14 @@ def download(
     typer.echo(str(path))
 
 
-def engine_editor(model: str):
+def engine_editor(model: str, preserve: float | None = None):
     """``--model`` for the benchmark: a built-in reference editor's name, or a model for ``load_engine``."""
     from .bench.cli import BUILTIN_EDITORS
     from .engine.loading import load_engine
 
     if model in BUILTIN_EDITORS:
         return BUILTIN_EDITORS[model]
-    engine = load_engine(model)
+    engine = load_engine(model, preserve=preserve)
     if engine.info.placeholder:
         console.print(f"[yellow]Note:[/yellow] model is {engine.info.name}: {engine.info.description}.")
 

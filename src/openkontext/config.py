@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         None, description="Optional BFL single-file transformer .safetensors that replaces the folder's transformer."
     )
     device: str = Field("auto", description="'auto' (cuda > mps > cpu), or a torch device string.")
+    preserve: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Paste-back threshold (0-1): keep the input's pixels where the output's decode agrees with the "
+        "input's within it; 0 turns it off; unset: the model's own default (openkontext.json). A request's "
+        "'preserve' field overrides it.",
+    )
     accel_preset: str = Field(
         "auto", description="Engine speed options: 'none', 'auto' (lossless per GPU) or 'fast' (adds fp8, CUDA graphs)."
     )

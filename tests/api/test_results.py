@@ -174,3 +174,15 @@ def test_flagged_output_is_content_moderated_and_never_exposed(start_server):
         state = wait_for(client, task_id, statuses=("Content Moderated",))
     assert state["result"] is None and state["details"]["moderation_reasons"]
     assert not list((server.data_dir / "storage").rglob("sample.*"))  # the image was never stored
+
+
+def test_preserve_extension_keeps_the_input_pixels_where_asked(server):
+    original = image_bytes((64, 64), seed=3)
+    pixels = Image.open(io.BytesIO(original)).convert("RGB").tobytes()
+    with server.client() as client:
+        kept = submit(client, input_image=b64(original), seed=1, output_format="png", preserve=1.0)
+        plain = submit(client, input_image=b64(original), seed=1, output_format="png", preserve=0)
+    kept_image = Image.open(io.BytesIO(sample_bytes(server, kept))).convert("RGB")
+    plain_image = Image.open(io.BytesIO(sample_bytes(server, plain))).convert("RGB")
+    assert kept_image.size == plain_image.size == (64, 64)
+    assert kept_image.tobytes() == pixels != plain_image.tobytes()  # threshold 1: every pixel is the input's

@@ -15,7 +15,8 @@ IMAGE = b64(image_bytes((64, 48)))
 ACCEPTED = [
     ("steps", 1), ("steps", 150), ("guidance", 0.1), ("guidance", 99.0), ("safety_tolerance", 0),
     ("safety_tolerance", 6), ("output_format", "png"), ("output_format", "jpeg"), ("seed", 0), ("seed", -1),
-    ("seed", 2**64 - 1), ("seed", None), ("webhook_url", None), ("webhook_secret", "s3cret"),
+    ("seed", 2**64 - 1), ("seed", None), ("webhook_url", None), ("webhook_secret", "s3cret"), ("preserve", 0),
+    ("preserve", 1.0), ("preserve", None),
 ]  # fmt: skip
 
 REJECTED = [
@@ -23,7 +24,8 @@ REJECTED = [
     ("guidance", "high"), ("safety_tolerance", -1), ("safety_tolerance", 7), ("output_format", "gif"),
     ("output_format", "JPEG2000"), ("seed", 2**64), ("seed", -(2**63) - 1), ("seed", "lucky"),
     ("webhook_url", "not a url"), ("webhook_url", "ftp://example.com/hook"), ("prompt", ""), ("prompt", "   "),
-    ("prompt", None), ("input_image", ""), ("input_image", None),
+    ("prompt", None), ("input_image", ""), ("input_image", None), ("preserve", -0.1), ("preserve", 1.5),
+    ("preserve", "all"),
 ]  # fmt: skip
 
 

@@ -115,13 +115,17 @@ def test_cli_sweep_prints_success_and_quality(tmp_path):
 def test_cli_run_uses_the_factory(tmp_path):
     made = []
 
-    def factory(name):
-        made.append(name)
+    def factory(name, **options):
+        made.append((name, options))
         return copy_input
 
     result = CliRunner().invoke(make_app(factory), ["run", "--model", "my-model", "--n", "1", "--categories",
                                                     "local,style", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert made == ["my-model"]
+    assert made == [("my-model", {})]
+    result = CliRunner().invoke(make_app(factory), ["run", "--model", "m2", "--n", "1", "--categories", "local",
+                                                    "--out", str(tmp_path / "p"), "--preserve", "0.05"])
+    assert result.exit_code == 0, result.output
+    assert made[-1] == ("m2", {"preserve": 0.05})
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["summary"]["my-model"]["local"]["success_rate"] == 0.0

@@ -68,7 +68,7 @@ def build_service(settings: Settings, engine: KontextEngine | None = None) -> Se
         device = pick_device(settings.device)
         acceleration = configure(device, settings.accel_preset, settings.accel_options)
         engine = load_engine(settings.model, device=str(device), transformer_file=settings.transformer_file,
-                             acceleration=acceleration)  # fmt: skip
+                             acceleration=acceleration, preserve=settings.preserve)  # fmt: skip
         # Compile before the first request, not during it (a no-op unless the options compile something).
         for run in warm_up(engine, warmup_buckets(settings.accel_warmup, engine.info.buckets)):
             log.info("warm-up: %s", run)

@@ -24,6 +24,11 @@ class TaskRequest(BaseModel):
     safety_tolerance: int = Field(2, ge=0, le=6, description="Moderation level: 0 strictest, 6 most permissive.")
     webhook_url: AnyHttpUrl | None = Field(None, max_length=2083, description="Called when the task ends.")
     webhook_secret: str | None = Field(None, max_length=512, description="Secret that signs the webhook call.")
+    preserve: float | None = Field(
+        None, ge=0.0, le=1.0, allow_inf_nan=False,
+        description="OpenKontext extension: paste-back threshold (0 off; null: the server's default). Where the "
+        "output and the input agree within it, the input's own pixels are kept.",
+    )
 
     @field_validator("prompt")
     @classmethod

@@ -78,6 +78,8 @@ def submit(
         "safety_tolerance": body.safety_tolerance,
         "output_format": body.output_format,
     }
+    if body.preserve is not None:
+        params["preserve"] = body.preserve
     aspect_ratio = getattr(body, "aspect_ratio", None)
     if aspect_ratio:
         params["aspect_ratio"] = parse_aspect_ratio(aspect_ratio)

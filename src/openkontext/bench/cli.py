@@ -58,9 +58,12 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
             size: str = typer.Option("256", help="256 or WIDTHxHEIGHT"),
             out: Path = typer.Option(Path("bench-out"), "--out"),
             steps: int = typer.Option(50), guidance: float = typer.Option(3.0),
-            seed_start: int = typer.Option(0)) -> None:
+            seed_start: int = typer.Option(0),
+            preserve: float = typer.Option(None, min=0.0, max=1.0,
+                                           help="paste-back threshold (0: off; default: the model's own)"),
+            ) -> None:  # fmt: skip
         """Score an editor and the copy-input / ground-truth references; write results.json and report.html."""
-        main(editor_factory(model), model, n, parse_categories(categories), out, parse_size(size), steps, guidance,
+        main(_editor(editor_factory, model, preserve), model, n, parse_categories(categories), out, parse_size(size), steps, guidance,
              seed_start)
 
     @app.command()
@@ -69,14 +72,15 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
               values: str = typer.Option("1.5,2.5,3.5,5", help="comma-separated values"),
               n: int = typer.Option(5, "--n"), categories: str = typer.Option(None),
               size: str = typer.Option("256"), out: Path = typer.Option(Path("bench-out"), "--out"),
-              steps: int = typer.Option(50), guidance: float = typer.Option(3.0)) -> None:
+              steps: int = typer.Option(50), guidance: float = typer.Option(3.0),
+              preserve: float = typer.Option(None, min=0.0, max=1.0, help="paste-back threshold")) -> None:
         """Success rate and each category's quality figure against guidance or steps."""
         from rich.console import Console
         from rich.table import Table
 
         from .runner import sweep as run_sweep
         cast = float if param == "guidance" else int
-        result = run_sweep(editor_factory(model), param, [cast(v) for v in values.split(",")], n,
+        result = run_sweep(_editor(editor_factory, model, preserve), param, [cast(v) for v in values.split(",")], n,
                            parse_categories(categories), parse_size(size), out, steps=steps, guidance=guidance)
         table = Table(title=f"success rate vs {param}")
         cats = [k for k in result["rows"][0] if k != param]
@@ -94,6 +98,11 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
         Console().print(quality)
 
     return app
+
+
+def _editor(editor_factory, model: str, preserve: float | None):
+    """The factory's editor; ``preserve`` (the engine's paste-back threshold) is passed only when asked for."""
+    return editor_factory(model) if preserve is None else editor_factory(model, preserve=preserve)
 
 
 def _figure(value) -> str:

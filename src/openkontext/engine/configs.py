@@ -27,6 +27,16 @@ class KontextConfig:
     t5_max_length: int = 512
     native_side: int = 1024  # the pixel side of the square bucket the model is trained at
     scheduler: dict = field(default_factory=dict)
+    vae_class: str = "AutoencoderKL"  # or "TinyAutoencoder" (engine/tiny_autoencoder.py, TAEF2's layout)
+    glyph_context: bool = False  # see engine/conditioning.py
+    prompt_sized_text: bool = False
+
+
+def tiny_autoencoder_config(scaling_factor: float, shift_factor: float, latent_channels: int = 32,
+                            width: int = 64) -> dict:  # fmt: skip
+    """TinyAutoencoder fields: TAEF2's layout; the scaling brings the training data's latents to unit variance."""
+    return dict(latent_channels=latent_channels, width=width, scaling_factor=scaling_factor,
+                shift_factor=shift_factor)  # fmt: skip
 
 
 def vae_config(channels: tuple[int, ...], latent_channels: int = 16, layers: int = 1, groups: int = 32) -> dict:
@@ -60,6 +70,23 @@ CONFIGS: dict[str, KontextConfig] = {
         clip_max_length=32,
         t5_max_length=48,
         native_side=64,
+    ),
+    # The default model's design at test size: a TAEF2-layout autoencoder, glyph strip, prompt-sized text.
+    "tiny-glyph": KontextConfig(
+        transformer=dict(
+            patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+            num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
+            axes_dims_rope=(4, 6, 6),
+        ),
+        vae=tiny_autoencoder_config(1.0, 0.0, latent_channels=4, width=8),
+        vae_class="TinyAutoencoder",
+        clip=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2),
+        t5=dict(d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4),
+        clip_max_length=32,
+        t5_max_length=48,
+        native_side=64,
+        glyph_context=True,
+        prompt_sized_text=True,
     ),
     # The random placeholder (`model=random`): about the default model's size, random weights — a reference that
     # trained weights must beat, and a fallback should the packaged weights be missing.
@@ -118,7 +145,12 @@ def build_pipeline(config: KontextConfig | str, *, seed: int = 0, dtype: torch.d
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         transformer = FluxTransformer2DModel(**config.transformer)
-        vae = AutoencoderKL(**config.vae)
+        if config.vae_class == "TinyAutoencoder":
+            from .tiny_autoencoder import TinyAutoencoder
+
+            vae = TinyAutoencoder(**config.vae)
+        else:
+            vae = AutoencoderKL(**config.vae)
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
                 vocab_size=BYTE_VOCAB, max_position_embeddings=config.clip_max_length,

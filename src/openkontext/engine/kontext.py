@@ -21,7 +21,9 @@ from PIL import Image
 
 from .acceleration import AccelerationOptions, EngineRuntime
 from .buckets import nearest_bucket
+from .conditioning import GLYPH_INDEX, glyph_strip_size, render_glyphs, text_length
 from .images import fit_to_bucket
+from .preserve import paste_back
 
 MAX_REFERENCES = 4
 # A requested size above this many times the model's native area is generated at the nearest bucket and resized:
@@ -43,6 +45,12 @@ class ModelInfo:
     placeholder: bool  # True: random weights, the outputs mean nothing
     buckets: tuple[tuple[int, int], ...]
     max_sequence_length: int
+    glyph_context: bool = False  # see conditioning.py
+    prompt_sized_text: bool = False
+    preserve: float = 0.0  # the default paste-back threshold for this model (see preserve.py); 0: off
+
+    def text_length(self, prompt: str) -> int:
+        return text_length(prompt, self.max_sequence_length) if self.prompt_sized_text else self.max_sequence_length
 
     @property
     def native_area(self) -> int:
@@ -50,14 +58,44 @@ class ModelInfo:
 
 
 class MultiReferenceKontextPipeline(FluxKontextPipeline):
-    """FluxKontextPipeline that takes up to four context images, the i-th at RoPE index i.
+    """FluxKontextPipeline that takes up to four context images, the i-th at RoPE index i, and, for models
+    trained with it, a glyph strip at ``GLYPH_INDEX`` (set ``glyph_image`` on the per-call pipeline).
 
     With one image it computes exactly what the stock pipeline does. With several (passed as a list, all of one
     size), their tokens follow each other after the target's, each block with its own first id coordinate.
+    ``context_latents`` keeps the first context image's packed tokens of the last call (for paste-back).
     """
+
+    glyph_image: Image.Image | None = None
+    context_latents: torch.Tensor | None = None
 
     def prepare_latents(self, image, batch_size, num_channels_latents, height, width, dtype, device, generator,
                         latents=None):  # fmt: skip
+        latents, image_latents, latent_ids, image_ids = self._context_latents(
+            image, batch_size, num_channels_latents, height, width, dtype, device, generator, latents
+        )
+        if image_latents is not None:
+            self.context_latents = image_latents[:, : latent_ids.shape[0]]
+        if self.glyph_image is None:
+            return latents, image_latents, latent_ids, image_ids
+        glyph_tokens, glyph_ids = self._glyph_latents(batch_size, num_channels_latents, dtype, device, generator)
+        if image_latents is None:
+            return latents, glyph_tokens, latent_ids, glyph_ids
+        return latents, torch.cat([image_latents, glyph_tokens], dim=1), latent_ids, torch.cat([image_ids, glyph_ids])
+
+    def _glyph_latents(self, batch_size, num_channels_latents, dtype, device, generator):
+        width, height = self.glyph_image.size
+        pixels = self.image_processor.preprocess(self.glyph_image, height=height, width=width)
+        glyph = self._encode_vae_image(pixels.to(device=device, dtype=dtype), generator)
+        glyph = torch.cat([glyph] * batch_size)
+        h, w = glyph.shape[2:]
+        tokens = self._pack_latents(glyph, batch_size, num_channels_latents, h, w)
+        ids = self._prepare_latent_image_ids(batch_size, h // 2, w // 2, device, dtype)
+        ids[..., 0] = GLYPH_INDEX
+        return tokens, ids
+
+    def _context_latents(self, image, batch_size, num_channels_latents, height, width, dtype, device, generator,
+                         latents=None):  # fmt: skip
         if image is None or batch_size != 1 or image.shape[0] == 1:
             return super().prepare_latents(image, batch_size, num_channels_latents, height, width, dtype, device,
                                            generator, latents)  # fmt: skip
@@ -123,10 +161,12 @@ class KontextEngine:
         aspect_ratio: float | None = None,
         size: tuple[int, int] | None = None,
         on_step: StepCallback | None = None,
+        preserve: float | None = None,
     ) -> Image.Image:
         """Edit ``images`` as ``prompt`` asks (or generate from the prompt alone when ``images`` is empty).
 
-        ``images[0]`` is the image to edit; further images (up to four in all) are extra references. The same
+        ``images[0]`` is the image to edit; further images (up to four in all) are extra references. ``preserve``
+        is the paste-back threshold (preserve.py): None takes the model's default, 0 turns it off. The same
         arguments give the same pixels on the same device and build.
         """
         if len(images) > MAX_REFERENCES:
@@ -143,10 +183,14 @@ class KontextEngine:
             return {}
 
         pipeline = self._pipeline_for_one_call()
+        if self.info.glyph_context:
+            pipeline.glyph_image = render_glyphs(prompt, glyph_strip_size(width, height))
+        max_sequence_length = self.info.text_length(prompt)
+        preserve = self.info.preserve if preserve is None else preserve
         with self.runtime.session(pipeline):
-            result = pipeline(
+            latents = pipeline(
                 image=(context[0] if len(context) == 1 else context) if context else None,
-                **self.runtime.prompt_arguments(pipeline, prompt, self.info.max_sequence_length),
+                **self.runtime.prompt_arguments(pipeline, prompt, max_sequence_length),
                 height=height,
                 width=width,
                 max_area=width * height,
@@ -154,13 +198,25 @@ class KontextEngine:
                 num_inference_steps=steps,
                 guidance_scale=guidance,
                 generator=torch.Generator("cpu").manual_seed(seed % 2**64),
-                max_sequence_length=self.info.max_sequence_length,
+                max_sequence_length=max_sequence_length,
                 callback_on_step_end=step_end,
-                output_type="pil",
-            ).images[0]
-        if stopped:
-            raise EditCancelled
+                output_type="latent",
+            ).images
+            if stopped:
+                raise EditCancelled
+            result = self._decode(pipeline, latents, width, height)
+            if preserve and context:
+                result = paste_back(result, context[0], self._decode(pipeline, pipeline.context_latents, width, height),
+                                    threshold=preserve)  # fmt: skip
         return result if result.size == output else result.resize(output, Image.Resampling.LANCZOS)
+
+    @torch.no_grad()
+    def _decode(self, pipeline, latents: torch.Tensor, width: int, height: int) -> Image.Image:
+        """Packed latent tokens -> PIL image, exactly as the pipeline's own ``output_type="pil"`` path."""
+        latents = pipeline._unpack_latents(latents, height, width, pipeline.vae_scale_factor)
+        latents = latents / pipeline.vae.config.scaling_factor + pipeline.vae.config.shift_factor
+        pixels = pipeline.vae.decode(latents.to(pipeline.vae.dtype), return_dict=False)[0]
+        return pipeline.image_processor.postprocess(pixels, output_type="pil")[0]
 
     @torch.no_grad()
     def preview(self, latents: torch.Tensor, size: tuple[int, int], max_side: int = 64) -> bytes:

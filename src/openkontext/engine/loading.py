@@ -6,6 +6,7 @@ Nothing here reaches a model hub: every ``from_pretrained`` runs with ``local_fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -50,11 +51,21 @@ def load_engine(
     device: str = "auto",
     transformer_file: Path | None = None,
     acceleration: AccelerationOptions | None = None,
+    preserve: float | None = None,
 ) -> KontextEngine:
     """Build the engine for ``model``: 'default', 'random', a named test config ('tiny'), or a folder path.
 
     ``acceleration`` (see engine/acceleration.py) is applied to the pipeline; None keeps the plain pipeline.
+    ``preserve`` replaces the model's default paste-back threshold (engine/preserve.py) when not None.
     """
+    engine = _load(model, device, transformer_file, acceleration)
+    if preserve is not None:
+        engine.info = dataclasses.replace(engine.info, preserve=preserve)
+    return engine
+
+
+def _load(model: str, device: str, transformer_file: Path | None,
+          acceleration: AccelerationOptions | None) -> KontextEngine:  # fmt: skip
     torch_device = pick_device(device)
     dtype = default_dtype(torch_device) if acceleration is None else acceleration.torch_dtype(torch_device)
     if model == "default":
@@ -85,6 +96,8 @@ def _placeholder(config, name: str, device: torch.device, dtype: torch.dtype,
         placeholder=True,
         buckets=make_buckets(config.native_side),
         max_sequence_length=config.t5_max_length,
+        glyph_context=config.glyph_context,
+        prompt_sized_text=config.prompt_sized_text,
     )
     return KontextEngine(pipeline, info, acceleration=applied)
 
@@ -115,6 +128,9 @@ def _load_folder(path: Path, device: torch.device, dtype: torch.dtype, transform
         placeholder=False,
         buckets=buckets,
         max_sequence_length=card.get("max_sequence_length", 512),
+        glyph_context=card.get("glyph_context", False),
+        prompt_sized_text=card.get("prompt_sized_text", False),
+        preserve=card.get("preserve", 0.0),
     )
     return KontextEngine(pipeline, info, acceleration=applied)
 

@@ -178,6 +178,7 @@ class WorkerPool:
                 guidance=params["guidance"],
                 size=output_size,
                 on_step=on_step,
+                preserve=params.get("preserve"),
             )
         except EditCancelled:
             if state == RunState.CANCEL:

@@ -34,11 +34,12 @@ def vae_loss(vae: AutoencoderKL, x: torch.Tensor, recipe: VAERecipe, generator: 
 
 
 @torch.no_grad()
-def round_trip(vae: AutoencoderKL, image) -> "Image.Image":
+def round_trip(vae, image) -> "Image.Image":
     """Encode (mode, as the pipeline does for context images) and decode one PIL image."""
     x = to_tensor(image)[None].to(vae.device, vae.dtype)
-    z = vae.encode(x).latent_dist.mode()
-    return to_image(vae.decode(z).sample[0])
+    encoded = vae.encode(x)
+    z = encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else encoded.latents  # KL or TinyAutoencoder
+    return to_image(vae.decode(z, return_dict=False)[0][0])
 
 
 def psnr(a, b) -> float:

@@ -1,0 +1,127 @@
+"""Autoencoders side by side: reconstruction PSNR on held-out toy-world images and on images drawn outside the
+toy world, the OCR round trip of written words, and encode/decode time, measured in one run.
+
+    python benchmarks/autoencoders.py [--model src/openkontext/models/default] [--other PATH/TO/MODEL] \
+        [--taef2 DIR_WITH_TAEF2_PTH] [--n 24] [--threads 1]
+
+Each of --model / --other is a model folder (its ``vae/`` is used); --taef2 loads TAEF2's two published ``.pth``
+files into ``TinyAutoencoder``. The toy-world figures are ``openkontext.training.vae.evaluate_vae`` (posterior mode
+for AutoencoderKL, as the pipeline encodes context images); the OCR round trip counts held-out text-edit targets
+whose new word OCR reads on the original and still reads after encode -> decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+
+from openkontext.training.data import to_tensor
+from openkontext.training.vae import evaluate_vae, psnr, round_trip
+
+
+def drawn_images(size: int = 256) -> dict[str, Image.Image]:
+    """Simple images of the kinds users try, drawn here rather than by the toy-world generator."""
+    images = {}
+    gradient = np.linspace(0, 1, size)[None, :, None] * np.array([250, 120, 30]) + np.linspace(1, 0, size)[:, None,
+                                                                                                            None] * 90
+    img = Image.fromarray(gradient.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((40, 60, 140, 160), fill=(30, 60, 200), outline="white", width=4)
+    draw.polygon([(150, 200), (230, 200), (190, 110)], fill=(20, 160, 60))
+    images["gradient + shapes"] = img
+    logo = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(logo)
+    draw.rounded_rectangle((30, 80, 226, 176), radius=24, fill=(200, 20, 60))
+    draw.text((128, 128), "ACME", fill="white", font=_font(54), anchor="mm")
+    images["logo on white"] = logo
+    sign = Image.new("RGB", (size, size), (120, 170, 220))
+    draw = ImageDraw.Draw(sign)
+    draw.rectangle((0, 190, size, size), fill=(90, 140, 60))
+    draw.rectangle((50, 70, 206, 140), fill=(250, 240, 200), outline=(60, 40, 20), width=5)
+    draw.line((128, 140, 128, 210), fill=(60, 40, 20), width=8)
+    draw.text((128, 105), "OPEN 24H", fill=(20, 20, 20), font=_font(30), anchor="mm")
+    images["hand-drawn sign"] = sign
+    rng = np.random.default_rng(0)
+    field = np.asarray(Image.fromarray((rng.random((size // 8, size // 8, 3)) * 255).astype(np.uint8))
+                       .resize((size, size), Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(3)))
+    images["smooth texture"] = Image.fromarray(field)
+    return images
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def load_vae(path: str):
+    from diffusers import AutoencoderKL
+
+    from openkontext.engine.tiny_autoencoder import TinyAutoencoder
+
+    import json
+    from pathlib import Path
+
+    folder = Path(path) / "vae" if (Path(path) / "vae").is_dir() else Path(path)
+    cls = TinyAutoencoder if json.loads((folder / "config.json").read_text())["_class_name"] == "TinyAutoencoder" \
+        else AutoencoderKL
+    return cls.from_pretrained(folder, local_files_only=True).float().eval()
+
+
+def load_taef2(folder: str):
+    from openkontext.engine.tiny_autoencoder import TinyAutoencoder
+
+    vae = TinyAutoencoder()
+    vae.load_taesd_state_dicts(*(torch.load(f"{folder}/taef2_{half}.pth", map_location="cpu", weights_only=True)
+                                 for half in ("encoder", "decoder")))
+    return vae.eval()
+
+
+@torch.no_grad()
+def timing(vae, side: int, repeats: int = 3) -> tuple[float, float]:
+    x = torch.rand(1, 3, side, side) * 2 - 1
+    encoded = vae.encode(x)
+    z = encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else encoded.latents
+    enc, dec = math.inf, math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        vae.encode(x)
+        enc = min(enc, time.perf_counter() - start)
+        start = time.perf_counter()
+        vae.decode(z)
+        dec = min(dec, time.perf_counter() - start)
+    return enc * 1000, dec * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="src/openkontext/models/default")
+    parser.add_argument("--other", action="append", default=[])
+    parser.add_argument("--taef2", default=None)
+    parser.add_argument("--n", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    candidates = {path: load_vae(path) for path in [args.model, *args.other]}
+    if args.taef2:
+        candidates["TAEF2 (.pth)"] = load_taef2(args.taef2)
+    drawn = drawn_images()
+    print(f"| autoencoder | class | toy PSNR (n={args.n}) | OCR round trip | "
+          + " | ".join(drawn) + " | encode 256² ms | decode 256² ms |")
+    print("|---" * (6 + len(drawn)) + "|")
+    for name, vae in candidates.items():
+        toy = evaluate_vae(vae, n=args.n, size=256)
+        others = [psnr(image, round_trip(vae, image)) for image in drawn.values()]
+        enc, dec = timing(vae, 256)
+        ocr = f"{toy.get('ocr_round_trip', float('nan')):.0%} of {toy.get('ocr_words', 0)}"
+        print(f"| {name} | {type(vae).__name__} | {toy['psnr']:.2f} dB | {ocr} | "
+              + " | ".join(f"{p:.2f} dB" for p in others) + f" | {enc:.0f} | {dec:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

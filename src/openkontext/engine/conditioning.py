@@ -1,0 +1,74 @@
+"""What a model may get besides the prompt and the context images, decided by its folder's ``openkontext.json``:
+
+- **Glyph context** (``glyph_context``): the quoted words of the prompt ("Change 'KELLAR' to 'SUMITH'") rendered as
+  black letters on a white strip, encoded like any context image and appended at RoPE index ``GLYPH_INDEX``. It
+  turns spelling a word into copying its letters — far easier to learn for a small model. The strip is always
+  there for such a model (blank when the prompt quotes nothing), so every sequence has the same layout.
+- **Prompt-sized text** (``prompt_sized_text``): the byte-level text encoder gets as many tokens as the prompt has
+  bytes (rounded up to ``TEXT_MULTIPLE``), not a fixed padded length, so padding does not fill the sequence.
+
+Training (``openkontext.training``) and the engine both call these functions, so the model sees at serving time
+exactly what it was trained on. FLUX.1 Kontext [dev] uses neither.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont
+
+GLYPH_INDEX = 8  # RoPE index of the glyph strip: after the target (0) and up to four references (1-4)
+TEXT_MULTIPLE = 8
+# 'word', "word", ‘word’, “word”: quotes not inside a word (so "don't" is not a quote)
+_QUOTED = re.compile(r"(?<![\w])['\"\u2018\u201c]([^'\"\u2018\u2019\u201c\u201d]+?)['\"\u2019\u201d](?![\w])")
+
+
+def quoted_words(prompt: str) -> list[str]:
+    """The quoted strings of a prompt, in order."""
+    return [match.strip() for match in _QUOTED.findall(prompt) if match.strip()]
+
+
+def glyph_strip_size(width: int, height: int, multiple: int = 16) -> tuple[int, int]:
+    """The glyph strip's (width, height): the target's width, a quarter of its height (at least one token row)."""
+    strip = max(multiple, round(height / 4 / multiple) * multiple)
+    return width, strip
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    # Pillow's embedded TrueType font: present wherever Pillow is, so serving needs no font packages.
+    return ImageFont.load_default(size=size)
+
+
+def render_glyphs(prompt: str, size: tuple[int, int]) -> Image.Image:
+    """The glyph strip of ``prompt`` at ``size``: its quoted words on one line, as large as fits, centred."""
+    width, height = size
+    image = Image.new("RGB", size, "white")
+    words = quoted_words(prompt)
+    if not words:
+        return image
+    line = "  ".join(words)
+    draw = ImageDraw.Draw(image)
+    font_size = max(6, int(height * 0.8))
+    while font_size > 6:
+        left, top, right, bottom = draw.textbbox((0, 0), line, font=_font(font_size))
+        if right - left <= width * 0.94 and bottom - top <= height * 0.9:
+            break
+        font_size -= 1
+    font = _font(font_size)
+    left, top, right, bottom = draw.textbbox((0, 0), line, font=font)
+    x = (width - (right - left)) / 2 - left
+    y = (height - (bottom - top)) / 2 - top
+    draw.text((x, y), line, fill="black", font=font)
+    return image
+
+
+def text_length(prompt: str, cap: int) -> int:
+    """Tokens for a byte-level prompt: its UTF-8 bytes plus the end token, rounded up, at most ``cap``."""
+    needed = len(prompt.encode("utf-8")) + 1
+    return min(cap, -(-needed // TEXT_MULTIPLE) * TEXT_MULTIPLE)
+
+
+def batch_text_length(prompts: list[str], cap: int) -> int:
+    return max(text_length(prompt, cap) for prompt in prompts)

@@ -1,0 +1,110 @@
+"""What the default model gets besides prompt and images (glyph strip, prompt-sized text) and the paste-back that
+keeps unchanged pixels exact: real images, the tiny-glyph model run end to end through the engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from openkontext.engine.conditioning import (GLYPH_INDEX, glyph_strip_size, quoted_words, render_glyphs,
+                                             text_length)  # fmt: skip
+from openkontext.engine.loading import load_engine
+from openkontext.engine.preserve import changed_region, paste_back
+
+
+@pytest.mark.parametrize("prompt, words", [
+    ("Change 'KELLAR' to 'SUMITH'", ["KELLAR", "SUMITH"]),
+    ('Replace the word "OLD" with "NEW".', ["OLD", "NEW"]),
+    ("Write \u2018HELLO WORLD\u2019 on the sign", ["HELLO WORLD"]),
+    ("Don't change the dog's hat", []),
+    ("Make the sign blank.", []),
+])  # fmt: skip
+def test_quoted_words_are_found_and_apostrophes_are_not_quotes(prompt, words):
+    assert quoted_words(prompt) == words
+
+
+def test_glyph_strip_shows_the_quoted_words_and_is_blank_without_them():
+    size = glyph_strip_size(256, 256)
+    assert size == (256, 64)
+    assert glyph_strip_size(128, 40) == (128, 16)  # at least one token row
+    ink = np.asarray(render_glyphs("Change 'KELLAR' to 'SUMITH'", size).convert("L")) < 128
+    assert 0.05 < ink.mean() < 0.5
+    columns = np.nonzero(ink.any(axis=0))[0]
+    assert columns[0] > 0 and columns[-1] < 255  # fits inside the strip
+    blank = np.asarray(render_glyphs("Make the sign blank.", size))
+    assert (blank == 255).all()
+    long = np.asarray(render_glyphs("Write 'ABCDEFGHIJKLMNOPQRSTUVWXYZ' now", size).convert("L")) < 128
+    assert long.any() and long.any(axis=0).nonzero()[0][-1] < 255  # shrunk to fit, not cut off
+
+
+def test_text_length_follows_the_prompt_bytes_up_to_the_cap():
+    assert text_length("abc", 160) == 8
+    assert text_length("a" * 7, 160) == 8 and text_length("a" * 8, 160) == 16
+    assert text_length("é" * 10, 160) == 24  # bytes, not characters
+    assert text_length("x" * 500, 160) == 160
+
+
+def _square(color, box_color=None):
+    image = Image.new("RGB", (64, 64), color)
+    if box_color:
+        ImageDraw.Draw(image).rectangle((20, 20, 40, 40), fill=box_color)
+    return image
+
+
+def test_paste_back_keeps_the_input_where_the_decodes_agree():
+    context = _square((40, 90, 200))
+    context_decode = _square((44, 86, 204))  # a blurred round trip: within the threshold everywhere
+    output = _square((46, 88, 199), box_color=(230, 30, 30))  # the model changed the box only
+    region = changed_region(output, context_decode, threshold=0.1, grow=2)
+    assert region[30, 30] and region[19, 30] and not region[5, 5]  # the box, grown by 2 px; not the rest
+    result = np.asarray(paste_back(output, context, context_decode, threshold=0.1, grow=2))
+    assert (result[5, 5] == (40, 90, 200)).all()  # exact input pixels outside
+    assert (result[30, 30] == (230, 30, 30)).all()  # the model's pixels inside
+    untouched = paste_back(output, context, context_decode, threshold=1.0)
+    assert untouched.tobytes() == context.tobytes()  # threshold 1: nothing counts as changed
+
+
+@pytest.fixture(scope="module")
+def glyph_engine():
+    return load_engine("tiny-glyph", device="cpu")
+
+
+def test_engine_appends_the_glyph_strip_and_sizes_the_text(glyph_engine):
+    seen = {}
+
+    def record(module, args, kwargs):
+        seen["ids"] = kwargs["img_ids"][:, 0].tolist()
+        seen["text"] = kwargs["encoder_hidden_states"].shape[1]
+
+    hook = glyph_engine.pipeline.transformer.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        glyph_engine.edit([_square((200, 200, 40))], "Write 'HI'", seed=0, steps=1, guidance=3.0)
+        assert seen["ids"].count(0) == seen["ids"].count(1) == 16 and seen["ids"].count(GLYPH_INDEX) == 4
+        assert seen["text"] == 16
+        glyph_engine.edit([], "A sign that says 'HI' on a beach", seed=0, steps=1, guidance=3.0)
+        assert seen["ids"].count(0) == 16 and seen["ids"].count(1) == 0 and seen["ids"].count(GLYPH_INDEX) == 4
+        assert seen["text"] == 40
+    finally:
+        hook.remove()
+
+
+def test_the_glyph_strip_conditions_the_output(glyph_engine):
+    # same prompt length and bytes except the quoted word: the strip (and the text) differ, so must the output
+    image = _square((200, 200, 40))
+    a = glyph_engine.edit([image], "Write 'AB'", seed=0, steps=2, guidance=3.0, preserve=0)
+    b = glyph_engine.edit([image], "Write 'AB'", seed=0, steps=2, guidance=3.0, preserve=0)
+    c = glyph_engine.edit([image], "Write 'XY'", seed=0, steps=2, guidance=3.0, preserve=0)
+    assert a.tobytes() == b.tobytes() != c.tobytes()
+
+
+def test_engine_paste_back_follows_the_request_then_the_model_default(glyph_engine):
+    image = _square((200, 200, 40), box_color=(10, 120, 10))
+    plain = glyph_engine.edit([image], "Write 'AB'", seed=0, steps=2, guidance=3.0, preserve=0)
+    kept = glyph_engine.edit([image], "Write 'AB'", seed=0, steps=2, guidance=3.0, preserve=1.0)
+    assert kept.tobytes() == image.tobytes() != plain.tobytes()  # threshold 1: every pixel is the input's
+    assert glyph_engine.info.preserve == 0.0  # the tiny model's default: off
+    default = glyph_engine.edit([image], "Write 'AB'", seed=0, steps=2, guidance=3.0)
+    assert default.tobytes() == plain.tobytes()
+    overridden = load_engine("tiny-glyph", device="cpu", preserve=1.0)
+    assert overridden.edit([image], "Write 'AB'", seed=0, steps=2, guidance=3.0).tobytes() == image.tobytes()
