@@ -15,7 +15,7 @@ from openkontext.training.checkpoint import export, folder_size
 from openkontext.training.cli import app
 from openkontext.training.config import PRESETS, TrainConfig, preset
 from openkontext.training.data import edit_batch, vae_batch
-from openkontext.training.flow import flow_loss, pack, token_weights, weighted_mse
+from openkontext.training.flow import encode_batch, flow_loss, pack, text_length_for, token_weights, weighted_mse
 from openkontext.training.loop import lr_factor, train_flow, train_vae
 from openkontext.training.vae import vae_loss
 
@@ -69,10 +69,12 @@ def test_flow_loss_falls_on_a_fixed_batch_and_trains_the_text_encoders():
         module.train().requires_grad_(True)
     params = [p for m in modules for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=3e-3)
-    batch = edit_batch(cfg, 1)
+    batch = encode_batch(pipeline, edit_batch(cfg, 1), False, torch.device("cpu"))
+    text_length = text_length_for(cfg.architecture)
     losses = []
     for i in range(25):
-        loss, _ = flow_loss(pipeline, batch, cfg.flow, 48, torch.Generator().manual_seed(0), torch.device("cpu"))
+        loss, _ = flow_loss(pipeline, batch, cfg.flow, text_length, torch.Generator().manual_seed(0),
+                            torch.device("cpu"))  # fmt: skip
         loss.backward()
         if i == 0:
             assert pipeline.text_encoder_2.shared.weight.grad.abs().sum() > 0

@@ -43,9 +43,70 @@ def read_config(run_dir: Path) -> TrainConfig:
     return TrainConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
 
 
+def branch_for_cooldown(run_dir: Path, out: Path, steps: int, final_lr_ratio: float = 0.0) -> TrainConfig:
+    """Copy a run's flow state into ``out`` with a recipe that decays the learning rate linearly from the current
+    step to ``final_lr_ratio`` over ``steps`` steps. A cooldown already under way in ``out`` is kept (resumed)."""
+    import shutil
+
+    run_dir, out = Path(run_dir), Path(out)
+    if (out / "flow.pt").exists():
+        return read_config(out)
+    state = load_state(run_dir / "flow.pt")
+    if state is None:
+        raise FileNotFoundError(f"no transformer state to cool down: {run_dir / 'flow.pt'}")
+    cfg = read_config(run_dir)
+    cfg.flow.decay_from, cfg.flow.steps, cfg.flow.final_lr_ratio = state["step"], state["step"] + steps, final_lr_ratio
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("flow.pt", "vae.pt", "probe.pt", "log.jsonl"):
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, out / name)
+    write_config(out, cfg)
+    return cfg
+
+
 def log_line(run_dir: Path, record: dict) -> None:
     with open(run_dir / "log.jsonl", "a") as f:
         f.write(json.dumps({"time": round(time.time(), 1), **record}) + "\n")
+
+
+def load_autoencoder(pipeline, cfg: TrainConfig, run_dir: Path) -> dict | None:
+    """Put the run's autoencoder weights into ``pipeline.vae``: those trained in the run (``vae.pt``), else the
+    recipe's ``pretrained_vae`` (a diffusers folder, or TAEF2's two published ``.pth`` files). Returns the
+    ``vae.pt`` state when there is one."""
+    state = load_state(Path(run_dir) / "vae.pt")
+    if state is not None:
+        pipeline.vae.load_state_dict(state["model"])
+    elif cfg.pretrained_vae:
+        source = Path(cfg.pretrained_vae)
+        if (source / "taef2_encoder.pth").exists():
+            pipeline.vae.load_taesd_state_dicts(
+                *(torch.load(source / f"taef2_{half}.pth", map_location="cpu", weights_only=True)
+                  for half in ("encoder", "decoder"))
+            )  # fmt: skip
+        else:
+            from safetensors.torch import load_file
+
+            pipeline.vae.load_state_dict({k: v.float() for k, v in load_file(source / WEIGHTS).items()})
+    return state
+
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def warm_start(modules: dict, folder: Path) -> list[str]:
+    """Copy every tensor of a model folder whose name and shape match into ``modules`` (name -> module); returns
+    the names of the tensors that did not fit (new shapes start from their initialisation)."""
+    from safetensors.torch import load_file
+
+    skipped = []
+    for name, module in modules.items():
+        files = sorted((Path(folder) / name).glob("*.safetensors"))
+        source = {k: v for f in files for k, v in load_file(f).items()}
+        own = module.state_dict()
+        fitting = {k: v.to(own[k].dtype) for k, v in source.items() if k in own and own[k].shape == v.shape}
+        skipped += [f"{name}.{k}" for k in own if k not in fitting]
+        module.load_state_dict(fitting, strict=False)
+    return skipped
 
 
 def build_trained_pipeline(run_dir: Path, *, ema: bool = True):
@@ -53,9 +114,7 @@ def build_trained_pipeline(run_dir: Path, *, ema: bool = True):
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
     pipeline = build_pipeline(cfg.architecture, seed=cfg.seed)
-    vae_state = load_state(run_dir / "vae.pt")
-    if vae_state is not None:
-        pipeline.vae.load_state_dict(vae_state["model"])
+    vae_state = load_autoencoder(pipeline, cfg, run_dir)
     # the guidance-distilled weights when that phase has run, else the base transformer
     flow_state = load_state(run_dir / "distill.pt") or load_state(run_dir / "flow.pt")
     if flow_state is not None:
@@ -69,19 +128,28 @@ def build_trained_pipeline(run_dir: Path, *, ema: bool = True):
 
 def export(run_dir: Path, out: Path, *, dtype: torch.dtype = torch.float16, name: str = "openkontext-toy",
            description: str | None = None, ema: bool = True, bench_table: str | None = None,
-           notes: str | None = None) -> Path:
-    """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json; returns ``out``."""
+           notes: str | None = None, preserve: float = 0.0) -> Path:
+    """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json; returns ``out``.
+
+    ``preserve`` is the model's default paste-back threshold (engine/preserve.py), chosen by measurement."""
     pipeline, cfg, steps = build_trained_pipeline(Path(run_dir), ema=ema)
     pipeline.to(dtype=dtype)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipeline.save_pretrained(out, safe_serialization=True)
+    licence = Path(cfg.pretrained_vae or "") / "LICENSE"
+    if cfg.pretrained_vae and licence.is_file() and not (out / "vae" / "LICENSE").exists():
+        (out / "vae" / "LICENSE").write_text(licence.read_text())  # TAEF2's MIT licence travels with its weights
+    arch = cfg.architecture
     card = {
         "name": name,
         "description": description or (f"FLUX.1 Kontext architecture trained on the OpenKontext toy world "
                                        f"({steps['vae_steps']} VAE steps, {steps['flow_steps']} transformer steps)"),
-        "native_side": cfg.architecture.native_side,
-        "max_sequence_length": cfg.architecture.t5_max_length,
+        "native_side": arch.native_side,
+        "max_sequence_length": arch.t5_max_length,
+        "glyph_context": arch.glyph_context,
+        "prompt_sized_text": arch.prompt_sized_text,
+        "preserve": preserve,
         "training": {"run": Path(run_dir).name, **steps},
     }
     (out / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
@@ -114,10 +182,11 @@ The FLUX.1 Kontext architecture at toy scale, trained from scratch on the OpenKo
 - transformer: {t["num_layers"]} double + {t["num_single_layers"]} single blocks, {t["num_attention_heads"]} heads x
   {t["attention_head_dim"]}, RoPE axes {tuple(t["axes_dims_rope"])}, embedded guidance; context-image tokens are
   appended on the sequence axis with RoPE index 1.
-- VAE: AutoencoderKL, blocks {tuple(arch.vae["block_out_channels"])}, {arch.vae["latent_channels"]} latent
-  channels, 8x downsampling, scaling {arch.vae["scaling_factor"]} / shift {arch.vae["shift_factor"]}.
+- autoencoder: {_autoencoder_line(arch)}, {arch.vae["latent_channels"]} latent channels, 8x downsampling,
+  scaling {arch.vae["scaling_factor"]} / shift {arch.vae["shift_factor"]}.
 - text: byte-level (ByT5 tokenizer) CLIP text model (pooled, first {arch.clip_max_length} bytes) and T5 encoder
-  (sequence, {arch.t5_max_length} bytes), trained jointly with the transformer.
+  ({"each prompt's own byte length, at most " if arch.prompt_sized_text else ""}{arch.t5_max_length} bytes),
+  trained jointly with the transformer.{_glyph_line(arch)}
 - native resolution {arch.native_side}², other aspect ratios through buckets of about the same area.
 
 ## Training
@@ -138,13 +207,27 @@ floor and the ground-truth ceiling:
 
 ## Licences
 
-- Weights: trained from scratch by the OpenKontext project on procedurally generated images; released under the
-  project's licence.
+- Weights: the transformer and text encoders were trained from scratch by the OpenKontext project on procedurally
+  generated images and are released under the project's licence; a pretrained autoencoder keeps its own licence
+  (TAEF2: MIT, `vae/LICENSE`).
 - Training data: rendered by `openkontext.toyworld` (project code); fonts used for rendering (DejaVu, Liberation,
   GNU FreeFont) are not included in the weights or this folder; the word list is from SCOWL (licence in
   `toyworld/data/words.txt`).
 - Code: diffusers and transformers (Apache-2.0).
 """
+
+
+def _autoencoder_line(arch) -> str:
+    if arch.vae_class == "TinyAutoencoder":
+        return "TAEF2 (pretrained, madebyollin/taesd, MIT; `vae/LICENSE`) as `TinyAutoencoder`"
+    return f"AutoencoderKL trained here, blocks {tuple(arch.vae['block_out_channels'])}"
+
+
+def _glyph_line(arch) -> str:
+    if not arch.glyph_context:
+        return ""
+    return ("\n- glyph context: the prompt's quoted words rendered on a white strip a quarter of the image high, "
+            "encoded and\n  appended at RoPE index 8 (openkontext.engine.conditioning).")
 
 
 def folder_size(path: Path) -> int:

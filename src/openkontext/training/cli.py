@@ -79,19 +79,46 @@ def distill(run: Path = RUN, preset_name: str = PRESET, max_seconds: float = MAX
 
 
 @app.command()
+def cooldown(run: Path = RUN, out: Path = typer.Option(..., "--out", help="the cooled-down copy of the run"),
+             steps: int = typer.Option(..., "--steps", help="steps of linear decay after the run's current step"),
+             final_lr_ratio: float = typer.Option(0.0, "--final-lr-ratio"),
+             max_seconds: float = MAX_SECONDS, device: str = DEVICE) -> None:  # fmt: skip
+    """Warmup-stable-decay: copy the run and decay its learning rate to the end in ``--steps`` steps; the original
+    run goes on at its stable rate, so a cooled-down model can be exported at any point without ending it."""
+    from .checkpoint import branch_for_cooldown
+    from .loop import train_flow
+
+    cfg = branch_for_cooldown(run, out, steps, final_lr_ratio)
+    records = train_flow(cfg, out, max_seconds=max_seconds, device=device)
+    typer.echo(json.dumps(records[-1]) if records else "nothing to do: the cooldown is complete")
+
+
+@app.command(name="import")
+def import_(run: Path = RUN, source: Path = typer.Option(..., "--from", exists=True, file_okay=False,
+                                                        help="the output folder of scripts/train_gpu.py")) -> None:
+    """Make a run folder from the weights a GPU stretch handed back (no optimiser state)."""
+    from .transfer import import_run
+
+    step = import_run(source, run)
+    typer.echo(f"{run}: step {step}")
+
+
+@app.command()
 def export(run: Path = RUN, out: Path = typer.Option(..., "--out", help="model folder to write"),
            name: str = typer.Option("openkontext-toy", "--name"), ema: bool = typer.Option(True, "--ema/--no-ema"),
            bench_table: Path = typer.Option(None, "--bench-table", exists=True, dir_okay=False,
                                             help="markdown table from 'train bench' for the model card"),
            notes: Path = typer.Option(None, "--notes", exists=True, dir_okay=False,
                                       help="markdown for the card: '## Known failure cases', compute, curves"),
+           preserve: float = typer.Option(0.0, "--preserve", min=0.0, max=1.0,
+                                          help="the model's default paste-back threshold (measure it first)"),
            ) -> None:  # fmt: skip
     """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json + model card."""
     from .checkpoint import export as export_folder
     from .checkpoint import folder_size
 
     folder = export_folder(run, out, name=name, ema=ema, bench_table=bench_table.read_text() if bench_table else None,
-                           notes=notes.read_text() if notes else None)  # fmt: skip
+                           notes=notes.read_text() if notes else None, preserve=preserve)  # fmt: skip
     typer.echo(f"wrote {folder} ({folder_size(folder) / 1e6:.1f} MB)")
 
 

@@ -9,12 +9,34 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from openkontext.engine.configs import CONFIGS, KontextConfig, vae_config
+from openkontext.engine.configs import CONFIGS, KontextConfig, tiny_autoencoder_config, vae_config
 
 # The default model's architecture, sized for a plain CPU: 192 wide (3 heads of 64), 2 double + 4 single blocks
-# (~5 M transformer parameters); an 8x-downsampling 16-channel VAE; byte-level CLIP (pooled) + T5 (sequence)
-# trained jointly with the transformer. Measured: see docs/training.md.
+# (~5 M transformer parameters) over the pretrained TAEF2 autoencoder (32 latent channels, 8x downsampling: 128
+# channels per 2x2 token); byte-level CLIP (pooled) + T5 (sequence, sized to the prompt) trained jointly with the
+# transformer; the prompt's quoted words as a glyph strip at RoPE index 8. Measured: see docs/training.md.
 DEFAULT_MODEL = KontextConfig(
+    transformer=dict(
+        patch_size=1, in_channels=128, num_layers=2, num_single_layers=4, attention_head_dim=64,
+        num_attention_heads=3, joint_attention_dim=128, pooled_projection_dim=64, guidance_embeds=True,
+        axes_dims_rope=(16, 24, 24),
+    ),
+    # unit variance on ~480 toy-world training images (inputs and targets, train split, 128² and 256²):
+    # latent mean 0.0256, std 0.783
+    vae=tiny_autoencoder_config(scaling_factor=1.277, shift_factor=0.0256),
+    vae_class="TinyAutoencoder",
+    clip=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2),
+    t5=dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4),
+    clip_max_length=77,
+    t5_max_length=160,  # a cap: each prompt gets its own byte length (prompt_sized_text)
+    native_side=256,
+    glyph_context=True,
+    prompt_sized_text=True,
+)  # fmt: skip
+
+# openkontext-toy-v1's architecture (AutoencoderKL trained here, 160 padded byte tokens, no glyphs): kept so its
+# run folders stay readable.
+TOY_V1_MODEL = KontextConfig(
     transformer=dict(
         patch_size=1, in_channels=64, num_layers=2, num_single_layers=4, attention_head_dim=64,
         num_attention_heads=3, joint_attention_dim=128, pooled_projection_dim=64, guidance_embeds=True,
@@ -24,11 +46,11 @@ DEFAULT_MODEL = KontextConfig(
     clip=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2),
     t5=dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4),
     clip_max_length=77,
-    t5_max_length=160,  # bytes: the longest toy-world instruction is ~141
+    t5_max_length=160,
     native_side=256,
 )  # fmt: skip
 
-MODELS: dict[str, KontextConfig] = {"default": DEFAULT_MODEL, **CONFIGS}
+MODELS: dict[str, KontextConfig] = {"default": DEFAULT_MODEL, "toy-v1": TOY_V1_MODEL, **CONFIGS}
 
 
 @dataclass
@@ -61,6 +83,21 @@ class FlowRecipe:
     # Tokens inside the sample's change mask weigh 1 + edit_weight in the loss: a local edit changes ~3% of the
     # image, so with a uniform loss the copy of the rest dominates and the edit itself is learned last.
     edit_weight: float = 0.0
+    # per_sample: each sample's changed tokens together get edit_weight times the weight of all its tokens, however
+    # small the change, and every sample counts equally; otherwise one weighted mean over the batch (toy-v1).
+    edit_weight_per_sample: bool = False
+    # Near-deterministic edits are decided at high noise: this share of their timesteps is drawn uniformly from
+    # [high_noise_min, 1]; the categories in sampler_categories (many right answers) keep the sampler's spread.
+    high_noise_share: float = 0.0
+    high_noise_min: float = 0.85
+    sampler_categories: tuple[str, ...] = ("text_to_image", "character_reference")
+    # Encoded examples: each chunk of chunk_examples fresh samples (one size and kind) is encoded once and used
+    # for `reuse` epochs; 0 streams fresh batches encoded per step (toy-v1).
+    chunk_examples: int = 0
+    reuse: int = 4
+    warmup: int = 100
+    # A model folder whose tensors of matching shape start the run (transformer and text encoders).
+    init_from: str | None = None
 
 
 @dataclass
@@ -70,6 +107,13 @@ class TrainConfig:
     size: int = 256  # the square training side; `buckets` adds other aspect ratios of about the same area
     buckets: tuple[tuple[int, int], ...] = ()  # (width, height) pairs drawn per batch besides (size, size)
     bucket_prob: float = 0.25
+    low_res: int = 0  # a cheaper square side drawn with low_res_prob per chunk (e.g. a 128² first stage)
+    low_res_prob: float = 0.0
+    # the autoencoder's weights when it is not trained here: a diffusers folder, or a folder with TAEF2's
+    # taef2_encoder.pth / taef2_decoder.pth as published
+    pretrained_vae: str | None = None
+    data_workers: int = 0  # processes rendering toy-world samples for the encoded chunks (0: the training process)
+    probe_every_s: float = 0.0  # seconds between runs of the fixed 64-case probe (training/probe.py); 0: never
     categories: tuple[str, ...] = ()  # empty: all
     seed: int = 0
     threads: int = 0  # torch threads; 0 leaves torch's default
@@ -93,7 +137,8 @@ class TrainConfig:
         d = dict(d)
         vae = VAERecipe(**d.pop("vae", {}))
         flow = d.pop("flow", {})
-        flow = FlowRecipe(**{**flow, "guidance_range": tuple(flow.get("guidance_range", (1.0, 5.0)))})
+        flow = FlowRecipe(**{**flow, "guidance_range": tuple(flow.get("guidance_range", (1.0, 5.0))),
+                             "sampler_categories": tuple(flow.get("sampler_categories", FlowRecipe.sampler_categories))})
         d["buckets"] = tuple(tuple(b) for b in d.get("buckets", ()))
         d["categories"] = tuple(d.get("categories", ()))
         return cls(**d, vae=vae, flow=flow)
@@ -106,10 +151,28 @@ PRESETS: dict[str, TrainConfig] = {
         vae=VAERecipe(steps=6, batch=2, crop=32, lr=1e-3),
         flow=FlowRecipe(steps=6, batch=2, lr=1e-3, text_lr=1e-3, ema=0.0),
     ),
-    # The real run (GPU: raise the batch; CPU: as below, in the background).
+    # The default recipe's mechanics (TAEF2-layout autoencoder, glyphs, prompt-sized text, encoded chunks at two
+    # sizes, high-noise timesteps, per-sample change weights) at test size: seconds on CPU.
+    "tiny-glyph": TrainConfig(
+        name="tiny-glyph", model="tiny-glyph", size=64, low_res=32, low_res_prob=0.5, threads=1, log_every=1,
+        ckpt_every_s=1e9, vae=VAERecipe(steps=0),
+        flow=FlowRecipe(steps=6, batch=2, lr=1e-3, text_lr=1e-3, ema=0.0, edit_weight=1.0,
+                        edit_weight_per_sample=True, high_noise_share=0.5, chunk_examples=4, reuse=2, warmup=2),
+    ),
+    # openkontext-toy-v1's recipe (AutoencoderKL trained here first), kept to read its run folders.
+    "toy-v1": TrainConfig(
+        name="toy-v1", model="toy-v1", size=256, buckets=((320, 192), (192, 320), (288, 224), (224, 288)),
+        threads=2, flow=FlowRecipe(edit_weight=6.0),
+    ),
+    # The real run: pretrained TAEF2 autoencoder, mostly 128² chunks encoded once and reused 4 times, the rest at
+    # 256² and its aspect buckets (GPU: raise the batch; CPU: one thread in the background).
     "default": TrainConfig(
         name="default", model="default", size=256, buckets=((320, 192), (192, 320), (288, 224), (224, 288)),
-        threads=2, flow=FlowRecipe(edit_weight=6.0),
+        bucket_prob=0.2, low_res=128, low_res_prob=0.75, threads=1, ckpt_every_s=600, probe_every_s=1200,
+        pretrained_vae="src/openkontext/models/default/vae",
+        flow=FlowRecipe(batch=4, lr=5e-4, text_lr=5e-4, ema=0.998, warmup=200, edit_weight=1.0,
+                        edit_weight_per_sample=True, high_noise_share=0.5, chunk_examples=64, reuse=4,
+                        init_from="src/openkontext/models/default"),
     ),
 }
 

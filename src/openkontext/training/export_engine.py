@@ -12,9 +12,10 @@ from .checkpoint import build_trained_pipeline
 
 def engine_from_run(run_dir: Path, *, ema: bool = True) -> "Editor":
     pipeline, cfg, steps = build_trained_pipeline(Path(run_dir), ema=ema)
+    arch = cfg.architecture
     info = ModelInfo(name=f"run-{Path(run_dir).name}", description=f"training run {run_dir} ({steps})",
-                     placeholder=False, buckets=make_buckets(cfg.architecture.native_side),
-                     max_sequence_length=cfg.architecture.t5_max_length)  # fmt: skip
+                     placeholder=False, buckets=make_buckets(arch.native_side), max_sequence_length=arch.t5_max_length,
+                     glyph_context=arch.glyph_context, prompt_sized_text=arch.prompt_sized_text)  # fmt: skip
     return Editor(KontextEngine(pipeline, info))
 
 

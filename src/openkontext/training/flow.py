@@ -22,18 +22,35 @@ g on its guidance input.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from diffusers import FluxKontextPipeline
 from diffusers.pipelines.flux.pipeline_flux_kontext import calculate_shift
 
+from openkontext.engine.conditioning import GLYPH_INDEX, batch_text_length, glyph_strip_size, render_glyphs
+
 from .config import FlowRecipe
+from .data import to_tensor
+from .latents import EncodedBatch
+
+TextLength = Callable[[list[str]], int]  # prompts -> the T5 sequence length of their batch
+
+
+def text_length_for(architecture) -> TextLength:
+    """The architecture's rule: prompt-sized byte tokens (up to the cap), or always the cap."""
+    cap = architecture.t5_max_length
+    if architecture.prompt_sized_text:
+        return lambda prompts: batch_text_length(prompts, cap)
+    return lambda prompts: cap
 
 
 def encode_images(vae, pixels: torch.Tensor) -> torch.Tensor:
     """Pixels in [-1, 1] -> scaled latents, as ``FluxKontextPipeline._encode_vae_image`` (posterior mode)."""
-    latents = vae.encode(pixels.to(vae.dtype)).latent_dist.mode()
+    encoded = vae.encode(pixels.to(vae.dtype))
+    # AutoencoderKL: the posterior's mode; TinyAutoencoder: deterministic latents (diffusers' retrieve_latents)
+    latents = encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else encoded.latents
     return (latents - vae.config.shift_factor) * vae.config.scaling_factor
 
 
@@ -76,82 +93,127 @@ def velocity(pipeline, noisy_tokens, context_tokens, latent_ids, context_ids, si
     return out[:, : noisy_tokens.shape[1]]
 
 
-def prepare(pipeline, batch, recipe: FlowRecipe, max_sequence_length: int, generator: torch.Generator,
-            device) -> dict:  # fmt: skip
+def context_sequence(context: torch.Tensor | None, glyphs: torch.Tensor | None, device):
+    """The tokens and ids that follow the target's: the context image at RoPE index 1, the glyph strip at
+    ``GLYPH_INDEX`` (either may be absent)."""
+    blocks = [pack(latents, index, device) for latents, index in ((context, 1), (glyphs, GLYPH_INDEX))
+              if latents is not None]  # fmt: skip
+    if not blocks:
+        return None, None
+    return torch.cat([t for t, _ in blocks], dim=1), torch.cat([i for _, i in blocks], dim=0)
+
+
+def encode_batch(pipeline, batch, glyphs: bool, device) -> EncodedBatch:
+    """A pixel batch (``data.EditBatch``) encoded as the pipeline would encode it."""
+    strips = None
+    if glyphs:
+        h, w = batch.target.shape[-2:]
+        size = glyph_strip_size(w, h)
+        strips = torch.stack([to_tensor(render_glyphs(p, size)) for p in batch.prompts])
+    with torch.no_grad():
+        return EncodedBatch(
+            target=encode_images(pipeline.vae, batch.target.to(device)),
+            context=None if batch.context is None else encode_images(pipeline.vae, batch.context.to(device)),
+            glyphs=None if strips is None else encode_images(pipeline.vae, strips.to(device)),
+            prompts=list(batch.prompts), categories=list(batch.categories), masks=batch.masks,
+        )  # fmt: skip
+
+
+def draw_sigma(recipe: FlowRecipe, categories: list[str], image_seq_len: int, scheduler_config,
+               generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+    """Per-sample sigma: the sampler's shifted logit-normal, or, for a ``high_noise_share`` of the
+    near-deterministic categories' samples, uniform in [high_noise_min, 1]."""
+    b = len(categories)
+    u = torch.sigmoid(recipe.logit_mean + recipe.logit_std * torch.randn(b, generator=generator))
+    sigma = shift_sigma(u.clamp(1e-4, 1 - 1e-4), image_seq_len, scheduler_config)
+    high = recipe.high_noise_min + (1 - recipe.high_noise_min) * torch.rand(b, generator=generator)
+    pick = torch.rand(b, generator=generator) < recipe.high_noise_share
+    pick &= torch.tensor([c not in recipe.sampler_categories for c in categories])
+    return torch.where(pick, high, sigma)
+
+
+def prepare(pipeline, batch: EncodedBatch, recipe: FlowRecipe, generator: torch.Generator, device) -> dict:
     """Everything one loss evaluation needs, drawn from ``generator`` (noise, sigma, guidance, dropped prompts)."""
     b = batch.target.shape[0]
-    with torch.no_grad():
-        x0 = encode_images(pipeline.vae, batch.target.to(device))
-        context = None if batch.context is None else encode_images(pipeline.vae, batch.context.to(device))
-    target_tokens, latent_ids = pack(x0, 0, device)
-    context_tokens = context_ids = None
-    if context is not None:
-        context_tokens, context_ids = pack(context, 1, device)
+    target_tokens, latent_ids = pack(batch.target.to(device), 0, device)
+    context_tokens, context_ids = context_sequence(
+        None if batch.context is None else batch.context.to(device),
+        None if batch.glyphs is None else batch.glyphs.to(device), device,
+    )  # fmt: skip
     noise = torch.randn(target_tokens.shape, generator=generator).to(device, target_tokens.dtype)
-    u = torch.sigmoid(recipe.logit_mean + recipe.logit_std * torch.randn(b, generator=generator))
-    sigma = shift_sigma(u.clamp(1e-4, 1 - 1e-4), target_tokens.shape[1], pipeline.scheduler.config).to(device)
+    sigma = draw_sigma(recipe, batch.categories, target_tokens.shape[1], pipeline.scheduler.config, generator)
     lo, hi = recipe.guidance_range
     guidance = (lo + (hi - lo) * torch.rand(b, generator=generator)).to(device)
     drop = torch.rand(b, generator=generator) < recipe.prompt_dropout
     prompts = ["" if d else p for p, d in zip(batch.prompts, drop.tolist())]
-    return dict(x0=target_tokens, noise=noise, sigma=sigma, guidance=guidance, prompts=prompts,
+    return dict(x0=target_tokens, noise=noise, sigma=sigma.to(device), guidance=guidance, prompts=prompts,
                 context_tokens=context_tokens, latent_ids=latent_ids, context_ids=context_ids)  # fmt: skip
 
 
-def encode_text(pipeline, prompts: list[str], max_sequence_length: int, device):
+def encode_text(pipeline, prompts: list[str], text_length: TextLength, device):
     """The pipeline's own prompt encoding (gradients flow into both text encoders)."""
     return pipeline.encode_prompt(prompt=prompts, prompt_2=None, device=device,
-                                  max_sequence_length=max_sequence_length)  # fmt: skip
+                                  max_sequence_length=text_length(prompts))  # fmt: skip
 
 
-def token_weights(masks: torch.Tensor, patch: int, edit_weight: float) -> torch.Tensor:
-    """(B, H, W) change masks -> (B, tokens) loss weights 1 + edit_weight * (changed share of the token's patch),
-    in the packing order of ``pack`` (row-major over the token grid)."""
+def token_weights(masks: torch.Tensor, patch: int, edit_weight: float, per_sample: bool = False) -> torch.Tensor:
+    """(B, H, W) change masks -> (B, tokens) loss weights, in the packing order of ``pack`` (row-major).
+
+    Plain: 1 + edit_weight * (changed share of the token's patch). Per sample: 1 + edit_weight * N * share / sum
+    of the sample's shares, so the changed tokens of every sample carry edit_weight times its uniform weight."""
     share = F.avg_pool2d(masks.float().unsqueeze(1), patch).flatten(1)
-    return 1.0 + edit_weight * share
+    if not per_sample:
+        return 1.0 + edit_weight * share
+    total = share.sum(1, keepdim=True)
+    return 1.0 + edit_weight * share * share.shape[1] / total.clamp_min(1e-6)
 
 
-def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Mean squared error per token, averaged with ``weights`` (None: the plain mean)."""
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None,
+                 per_sample: bool = False) -> torch.Tensor:  # fmt: skip
+    """Mean squared error per token, averaged with ``weights`` (None: the plain mean); ``per_sample`` averages
+    within each sample first, so every sample counts the same."""
     per_token = (pred.float() - target.float()).pow(2).mean(-1)
     if weights is None:
         return per_token.mean()
     weights = weights.to(per_token.device)
+    if per_sample:
+        return ((per_token * weights).sum(1) / weights.sum(1)).mean()
     return (per_token * weights).sum() / weights.sum()
 
 
-def flow_loss(pipeline, batch, recipe: FlowRecipe, max_sequence_length: int, generator: torch.Generator,
-              device) -> tuple[torch.Tensor, dict]:  # fmt: skip
-    p = prepare(pipeline, batch, recipe, max_sequence_length, generator, device)
-    prompt_embeds, pooled, text_ids = encode_text(pipeline, p["prompts"], max_sequence_length, device)
+def flow_loss(pipeline, batch: EncodedBatch, recipe: FlowRecipe, text_length: TextLength,
+              generator: torch.Generator, device) -> tuple[torch.Tensor, dict]:  # fmt: skip
+    p = prepare(pipeline, batch, recipe, generator, device)
+    prompt_embeds, pooled, text_ids = encode_text(pipeline, p["prompts"], text_length, device)
     s = p["sigma"].view(-1, 1, 1)
     noisy = (1 - s) * p["x0"] + s * p["noise"]
     pred = velocity(pipeline, noisy, p["context_tokens"], p["latent_ids"], p["context_ids"], p["sigma"],
                     p["guidance"], prompt_embeds, pooled, text_ids)  # fmt: skip
     weights = None
     if recipe.edit_weight:
-        weights = token_weights(batch.masks, 2 * pipeline.vae_scale_factor, recipe.edit_weight)
-    loss = weighted_mse(pred, p["noise"] - p["x0"], weights)
-    return loss, {"loss": loss.item(), "sigma": p["sigma"].mean().item()}
+        patch = 2 * pipeline.vae_scale_factor
+        weights = token_weights(batch.masks, patch, recipe.edit_weight, recipe.edit_weight_per_sample)
+    loss = weighted_mse(pred, p["noise"] - p["x0"], weights, recipe.edit_weight_per_sample)
+    return loss, {"loss": loss.item(), "sigma": p["sigma"].mean().item(), "text_tokens": text_ids.shape[0]}
 
 
-def guidance_distill_loss(student, teacher, batch, recipe: FlowRecipe, max_sequence_length: int,
+def guidance_distill_loss(student, teacher, batch: EncodedBatch, recipe: FlowRecipe, text_length: TextLength,
                           generator: torch.Generator, device) -> tuple[torch.Tensor, dict]:  # fmt: skip
     """Phase 2: the student with guidance g on its embedded input matches the teacher's CFG at scale g."""
-    p = prepare(teacher, batch, recipe, max_sequence_length, generator, device)
+    p = prepare(teacher, batch, recipe, generator, device)
     prompts = batch.prompts
     s = p["sigma"].view(-1, 1, 1)
     noisy = (1 - s) * p["x0"] + s * p["noise"]
     one = torch.ones_like(p["guidance"])
     with torch.no_grad():
-        cond = encode_text(teacher, prompts, max_sequence_length, device)
-        uncond = encode_text(teacher, [""] * len(prompts), max_sequence_length, device)
+        cond = encode_text(teacher, prompts, text_length, device)
+        uncond = encode_text(teacher, [""] * len(prompts), text_length, device)
         args = (noisy, p["context_tokens"], p["latent_ids"], p["context_ids"], p["sigma"], one)
         v_c = velocity(teacher, *args, *cond)
         v_u = velocity(teacher, *args, *uncond)
         g = p["guidance"].view(-1, 1, 1)
         target = v_u + g * (v_c - v_u)
-    student_text = encode_text(student, prompts, max_sequence_length, device)
+    student_text = encode_text(student, prompts, text_length, device)
     pred = velocity(student, noisy, p["context_tokens"], p["latent_ids"], p["context_ids"], p["sigma"],
                     p["guidance"], *student_text)  # fmt: skip
     loss = F.mse_loss(pred.float(), target.float())

@@ -15,10 +15,12 @@ import torch
 
 from openkontext.engine.configs import build_pipeline
 
-from .checkpoint import load_state, log_line, save_state, write_config
+from .checkpoint import load_autoencoder, load_state, log_line, save_state, warm_start, write_config
 from .config import TrainConfig
 from .data import edit_batch, vae_batch
-from .flow import flow_loss, guidance_distill_loss
+from .flow import encode_batch, flow_loss, guidance_distill_loss, text_length_for
+from .latents import ChunkedBatches
+from .probe import Probe
 from .vae import evaluate_vae, vae_loss
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,9 @@ def _generator(cfg: TrainConfig, step: int, stream: int) -> torch.Generator:
 
 
 def lr_factor(step: int, recipe) -> float:
-    """Linear warm-up over WARMUP steps, constant, then (with ``recipe.decay_from``) a linear fall to
-    ``recipe.final_lr_ratio`` at ``recipe.steps``."""
-    factor = min(1.0, (step + 1) / WARMUP)
+    """Linear warm-up (``recipe.warmup`` steps, else WARMUP), constant, then (with ``recipe.decay_from``) a linear
+    fall to ``recipe.final_lr_ratio`` at ``recipe.steps``: warmup-stable-decay, cooled down from any step."""
+    factor = min(1.0, (step + 1) / getattr(recipe, "warmup", WARMUP))
     if recipe.decay_from is not None and step >= recipe.decay_from:
         done = min(1.0, (step - recipe.decay_from) / max(1, recipe.steps - recipe.decay_from))
         factor *= 1.0 - done * (1.0 - recipe.final_lr_ratio)
@@ -147,9 +149,7 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
     run_dir, dev = _setup(cfg, run_dir, device)
     recipe = cfg.flow
     pipeline = build_pipeline(cfg.architecture, seed=cfg.seed)
-    vae_state = load_state(run_dir / "vae.pt")
-    if vae_state is not None:
-        pipeline.vae.load_state_dict(vae_state["model"])
+    load_autoencoder(pipeline, cfg, run_dir)
     pipeline.to(dev)
     modules = {name: getattr(pipeline, name) for name in TRAINABLE}
     state_file = run_dir / ("flow.pt" if phase == "base" else "distill.pt")
@@ -178,28 +178,43 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
     state = load_state(state_file)
     if state is not None:
         for name, module in modules.items():
-            module.load_state_dict(state["models"][name])
-        optimizer.load_state_dict(state["optimizer"])
+            module.load_state_dict(state["models"][name], strict=False)  # weight-only imports omit buffers
+        if state.get("optimizer") is not None:  # imported weights (training/transfer.py) come without one
+            optimizer.load_state_dict(state["optimizer"])
         ema = state.get("ema") or ema
         step = state["step"]
+    elif recipe.init_from and phase == "base":
+        skipped = warm_start(modules, Path(recipe.init_from))
+        log_line(run_dir, {"stage": "init", "from": recipe.init_from, "new_tensors": skipped})
+        if ema is not None:
+            ema = {n: {k: v.detach().float().cpu().clone() for k, v in m.state_dict().items()}
+                   for n, m in modules.items()}  # fmt: skip
 
     def save():
         save_state(state_file, {"models": {n: m.state_dict() for n, m in modules.items()}, "ema": ema,
                                 "optimizer": optimizer.state_dict(), "step": step, "phase": phase})  # fmt: skip
 
-    max_len = cfg.architecture.t5_max_length
+    text_length = text_length_for(cfg.architecture)
+    glyphs = cfg.architecture.glyph_context
+    if recipe.chunk_examples:
+        batches = ChunkedBatches(cfg, pipeline.vae, glyphs, dev)
+    else:
+        def batches(step: int):
+            return encode_batch(pipeline, edit_batch(cfg, step), glyphs, dev)
+    probe = Probe(cfg, run_dir, pipeline, dev) if cfg.probe_every_s and phase == "base" else None
+    probe_clock = _Clock(None, cfg.probe_every_s or 1e18)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     records, clock, done = [], _Clock(max_seconds, cfg.ckpt_every_s), 0
     while step < recipe.steps and (max_steps is None or done < max_steps) and not clock.out_of_time():
-        batch = edit_batch(cfg, step)
+        batch = batches(step)
         generator = _generator(cfg, step, 2)
         torch.manual_seed(_generator(cfg, step, 3).initial_seed())  # text-encoder dropout: a function of the step
         _set_lr(optimizer, step, recipe, [recipe.lr, recipe.text_lr])
         with _autocast(cfg, dev):
             if teacher is None:
-                loss, parts = flow_loss(pipeline, batch, recipe, max_len, generator, dev)
+                loss, parts = flow_loss(pipeline, batch, recipe, text_length, generator, dev)
             else:
-                loss, parts = guidance_distill_loss(pipeline, teacher, batch, recipe, max_len, generator, dev)
+                loss, parts = guidance_distill_loss(pipeline, teacher, batch, recipe, text_length, generator, dev)
         loss.backward()
         parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
         optimizer.step()
@@ -209,17 +224,24 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
         if ema is not None:
             _ema_update(ema, modules, min(recipe.ema, (1 + step) / (10 + step)))
         if step % cfg.log_every == 0 or step == recipe.steps:
-            record = {"stage": f"flow-{phase}", "step": step, "t2i": batch.context is None, **parts}
+            record = {"stage": f"flow-{phase}", "step": step, "t2i": batch.context is None,
+                      "side": int(batch.target.shape[-1] * pipeline.vae_scale_factor), **parts}
             records.append(record)
             log_line(run_dir, record)
         if clock.checkpoint_due():
             save()
+        if probe is not None and probe_clock.checkpoint_due():
+            record = {"stage": "probe", "step": step, **probe.run(modules)}
+            records.append(record)
+            log_line(run_dir, record)
         if cfg.sample_every and step % cfg.sample_every == 0:
             save()
             record = {"stage": "bench", "step": step, **bench_samples(run_dir, step, cfg.bench_n)}
             records.append(record)
             log_line(run_dir, record)
     save()
+    if hasattr(batches, "close"):
+        batches.close()
     return records
 
 

@@ -1,0 +1,144 @@
+"""Encoded training examples, reused: the autoencoder runs once per example, not once per step.
+
+Encoding a context and a target costs as much as a training step of the small transformer on a CPU (more with the
+pretrained TAEF2 autoencoder), and a few epochs over the same examples teach nearly as much as fresh ones. So the
+flow stage draws its data in *chunks*: ``chunk_examples`` fresh toy-world samples of one size and one kind (all
+with a context image, or all text-to-image, since the sequence lengths differ), encoded once, then served as
+``reuse`` shuffled epochs of batches. Chunk *c* and its order are pure functions of (recipe seed, c), so a run
+resumed in the middle of a chunk rebuilds it and continues with exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from openkontext.engine.conditioning import glyph_strip_size, render_glyphs
+from openkontext.toyworld import CATEGORIES, generate
+
+from .config import TrainConfig
+from .data import edit_examples, to_tensor
+
+CHUNK_STREAM = 4
+ENCODE_BATCH = 16
+
+
+@dataclass
+class EncodedBatch:
+    target: torch.Tensor  # (B, C, h, w) scaled latents
+    context: torch.Tensor | None  # (B, C, h, w), None for text-to-image
+    glyphs: torch.Tensor | None  # (B, C, h/4, w) the glyph strips, for models with glyph context
+    prompts: list[str]
+    categories: list[str]
+    masks: torch.Tensor  # (B, H, W) pixel change masks
+
+    def take(self, index: np.ndarray) -> "EncodedBatch":
+        pick = torch.as_tensor(index)
+        return EncodedBatch(
+            self.target[pick], None if self.context is None else self.context[pick],
+            None if self.glyphs is None else self.glyphs[pick], [self.prompts[i] for i in index],
+            [self.categories[i] for i in index], self.masks[pick],
+        )  # fmt: skip
+
+
+def chunk_rng(cfg: TrainConfig, chunk: int, purpose: int) -> np.random.Generator:
+    """The chunk's random stream for one purpose (0: layout, 1: batch order)."""
+    return np.random.default_rng([cfg.seed, CHUNK_STREAM, chunk, 1_000 + purpose])
+
+
+def chunk_layout(cfg: TrainConfig, chunk: int) -> tuple[tuple[int, int], bool]:
+    """A chunk's (width, height) and whether it is text-to-image."""
+    rng = chunk_rng(cfg, chunk, 0)
+    cats = list(cfg.categories or CATEGORIES)
+    t2i = "text_to_image" in cats and rng.random() < 1 / len(cats)
+    if cfg.low_res and rng.random() < cfg.low_res_prob:
+        return (cfg.low_res, cfg.low_res), t2i
+    if cfg.buckets and rng.random() < cfg.bucket_prob:
+        return tuple(cfg.buckets[rng.integers(len(cfg.buckets))]), t2i
+    return (cfg.size, cfg.size), t2i
+
+
+@torch.no_grad()
+def encode(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels in [-1, 1] -> scaled latents, as ``FluxKontextPipeline._encode_vae_image`` does."""
+    from .flow import encode_images
+
+    return torch.cat([encode_images(vae, part) for part in pixels.split(ENCODE_BATCH)])
+
+
+def chunk_example(cfg: TrainConfig, chunk: int, k: int, size: tuple[int, int], categories: list[str],
+                  glyphs: bool) -> tuple:  # fmt: skip
+    """Example ``k`` of a chunk as tensors: (context or None, prompt, target, category, mask, glyph strip or None).
+    A pure function of its arguments, so any process can make it."""
+    seed = (cfg.seed * 1_000_003 + CHUNK_STREAM) * 10**9 + chunk * cfg.flow.chunk_examples + k
+    sample = generate(seed, split="train", size=size, categories=categories)
+    context, prompt, target, mask = edit_examples(sample, np.random.default_rng([cfg.seed, CHUNK_STREAM, chunk, k]))
+    strip = to_tensor(render_glyphs(prompt, glyph_strip_size(*size))) if glyphs else None
+    return (None if context is None else to_tensor(context), prompt, to_tensor(target), sample.category,
+            torch.from_numpy(np.asarray(mask, dtype=np.float32)), strip)  # fmt: skip
+
+
+def _chunk_example(args):  # a process pool's entry point
+    return chunk_example(*args)
+
+
+def encode_chunk(cfg: TrainConfig, vae, chunk: int, glyphs: bool, device, pool=None) -> EncodedBatch:
+    """The ``chunk_examples`` samples of chunk ``chunk``, encoded by ``vae``; rendered by ``pool`` (an executor
+    with ``map``) when given, else in this process."""
+    (width, height), t2i = chunk_layout(cfg, chunk)
+    cats = list(cfg.categories or CATEGORIES)
+    cats = ["text_to_image"] if t2i else [c for c in cats if c != "text_to_image"]
+    jobs = [(cfg, chunk, k, (width, height), cats, glyphs) for k in range(cfg.flow.chunk_examples)]
+    examples = list(pool.map(_chunk_example, jobs, chunksize=8) if pool is not None else map(_chunk_example, jobs))
+    contexts, prompts, targets, names, masks, strips = (list(column) for column in zip(*examples))
+    if glyphs:
+        strips = encode(vae, torch.stack(strips).to(device))
+    else:
+        strips = None
+    return EncodedBatch(
+        target=encode(vae, torch.stack(targets).to(device)),
+        context=None if t2i else encode(vae, torch.stack(contexts).to(device)),
+        glyphs=strips, prompts=prompts, categories=names, masks=torch.stack(masks),
+    )  # fmt: skip
+
+
+def steps_per_chunk(cfg: TrainConfig) -> int:
+    return max(1, cfg.flow.chunk_examples * cfg.flow.reuse // cfg.flow.batch)
+
+
+def batch_of_chunk(cfg: TrainConfig, chunk_data: EncodedBatch, chunk: int, step_in_chunk: int) -> EncodedBatch:
+    """Batch ``step_in_chunk`` of a chunk: consecutive slices of ``reuse`` concatenated shuffled epochs."""
+    rng = chunk_rng(cfg, chunk, 1)
+    n = cfg.flow.chunk_examples
+    order = np.concatenate([rng.permutation(n) for _ in range(cfg.flow.reuse)])
+    b = cfg.flow.batch
+    return chunk_data.take(order[step_in_chunk * b : (step_in_chunk + 1) * b])
+
+
+class ChunkedBatches:
+    """step -> encoded batch, keeping the current chunk in memory; ``cfg.data_workers`` processes render the
+    samples (the toy world is pure Python and PIL: one core makes ~200 samples/s at 256²)."""
+
+    def __init__(self, cfg: TrainConfig, vae, glyphs: bool, device):
+        self.cfg, self.vae, self.glyphs, self.device = cfg, vae, glyphs, device
+        self.chunk, self.data = None, None
+        self.pool = None
+        if cfg.data_workers > 0:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: the parent may hold CUDA state and torch's thread pools, which fork does not copy safely
+            self.pool = ProcessPoolExecutor(cfg.data_workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def __call__(self, step: int) -> EncodedBatch:
+        chunk, within = divmod(step, steps_per_chunk(self.cfg))
+        if chunk != self.chunk:
+            self.chunk = chunk
+            self.data = encode_chunk(self.cfg, self.vae, chunk, self.glyphs, self.device, self.pool)
+        return batch_of_chunk(self.cfg, self.data, chunk, within)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)

@@ -1,0 +1,149 @@
+"""The default recipe's mechanics on the tiny-glyph preset, on CPU, in seconds: encoded chunks reused and rebuilt
+identically on resume, two chunk sizes, high-noise timesteps, per-sample change weights, the probe, warm start,
+cooldown, and an export that the engine serves with its glyph strip and prompt-sized text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from openkontext.engine.conditioning import GLYPH_INDEX, glyph_strip_size
+from openkontext.engine.configs import build_pipeline
+from openkontext.training.checkpoint import branch_for_cooldown, export, read_config, warm_start
+from openkontext.training.config import FlowRecipe, preset
+from openkontext.training.flow import draw_sigma, token_weights, weighted_mse
+from openkontext.training.latents import ChunkedBatches, chunk_layout, steps_per_chunk
+from openkontext.training.loop import lr_factor, train_flow
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _losses(records):
+    return [(r["step"], r["loss"]) for r in records if r["stage"] == "flow-base"]
+
+
+def test_chunks_are_encoded_once_reused_and_rebuilt_identically():
+    cfg = preset("tiny-glyph")
+    pipeline = build_pipeline(cfg.architecture, seed=0)
+    assert steps_per_chunk(cfg) == 4  # 4 examples x 2 epochs / batch 2
+    batches = ChunkedBatches(cfg, pipeline.vae, True, torch.device("cpu"))
+    first = [batches(step) for step in range(4)]
+    # each example of the chunk appears exactly `reuse` times over the chunk's steps
+    prompts = sorted(p for b in first for p in b.prompts)
+    assert len(prompts) == 8 and all(prompts.count(p) % 2 == 0 for p in prompts)
+    fresh = ChunkedBatches(cfg, pipeline.vae, True, torch.device("cpu"))(2)  # a resumed run starts mid-chunk
+    assert fresh.prompts == first[2].prompts and torch.equal(fresh.target, first[2].target)
+    # glyph strips: as wide as the image, a quarter of its height (at least one token row), in latent units
+    h, w = (8 * side for side in first[0].target.shape[-2:])
+    assert first[0].glyphs.shape[-1] == first[0].target.shape[-1]
+    assert first[0].glyphs.shape[-2] * 8 == glyph_strip_size(w, h)[1] == max(16, h // 4)
+    # both sizes occur over the chunks, and both kinds (with a context, text-to-image)
+    layouts = {chunk_layout(cfg, c) for c in range(40)}
+    assert {size for size, _ in layouts} == {(32, 32), (64, 64)}
+    assert {t2i for _, t2i in layouts} == {True, False}
+
+
+def test_resumed_chunked_training_repeats_the_uninterrupted_run(tmp_path):
+    cfg = preset("tiny-glyph")
+    straight = train_flow(cfg, tmp_path / "a")
+    resumed = train_flow(cfg, tmp_path / "b", max_steps=3) + train_flow(cfg, tmp_path / "b")
+    assert _losses(resumed) == _losses(straight)
+    assert [s for s, _ in _losses(straight)] == list(range(1, 7))
+    assert {r["text_tokens"] for r in straight} < set(range(8, 49, 8))  # prompt-sized, not the 48 cap
+
+
+def test_high_noise_share_spares_the_categories_with_many_answers():
+    recipe = FlowRecipe(high_noise_share=1.0, high_noise_min=0.9)
+    config = {"base_image_seq_len": 256, "max_image_seq_len": 4096, "base_shift": 0.5, "max_shift": 1.15}
+    cats = ["local"] * 200 + ["text_to_image"] * 200
+    sigma = draw_sigma(recipe, cats, 256, config, torch.Generator().manual_seed(0))
+    assert bool((sigma[:200] >= 0.9).all())
+    assert float((sigma[200:] < 0.9).float().mean()) > 0.5
+    plain = draw_sigma(FlowRecipe(), cats, 256, config, torch.Generator().manual_seed(0))
+    assert float((plain[:200] < 0.9).float().mean()) > 0.5
+
+
+def test_per_sample_weights_give_small_and_large_changes_the_same_share():
+    masks = torch.zeros(2, 64, 64)
+    masks[0, :16, :16] = 1  # one token of 16 changed
+    masks[1, :32, :] = 1  # half the tokens changed
+    weights = token_weights(masks, 16, edit_weight=1.0, per_sample=True)
+    changed = weights > 1
+    for row, mask in zip(weights, changed):
+        assert float(row[mask].sum() - mask.sum()) == pytest.approx(16.0)  # extra weight = 1 x the 16 tokens
+    pred, target = torch.zeros(2, 16, 4), torch.zeros(2, 16, 4)
+    target[0, 0] = 1.0  # sample 0 wrong on its one changed token
+    # per sample: sample 0's loss is 17/32 (token weight 17 of 32), sample 1's is 0; the batch mean halves it
+    assert weighted_mse(pred, target, weights, per_sample=True) == pytest.approx(17 / 32 / 2)
+
+
+def test_probe_reports_every_category_against_the_copy_baseline(tmp_path):
+    cfg = preset("tiny-glyph", probe_every_s=1e-9, **{"flow.steps": 1})
+    records = train_flow(cfg, tmp_path / "run")
+    probe = [r for r in records if r["stage"] == "probe"][0]["probe"]
+    assert set(probe) == {"local", "global", "character_reference", "style", "text", "text_to_image", "iterative"}
+    local = probe["local"]["0.9"]
+    assert local["changed"] > 0 and local["copy"] >= 0 and local["unchanged"] > 0
+    assert probe["style"]["0.9"]["unchanged"] is None  # style changes every token
+    assert (tmp_path / "run" / "probe.pt").exists()  # the same cases on resume
+
+
+def test_warm_start_copies_matching_tensors_and_reports_new_ones(tmp_path):
+    source = build_pipeline("tiny-glyph", seed=1)
+    source.save_pretrained(tmp_path / "model")
+    target = build_pipeline("tiny", seed=2)  # 64 latent channels per token instead of 16: x_embedder differs
+    modules = {n: getattr(target, n) for n in ("transformer", "text_encoder", "text_encoder_2")}
+    skipped = warm_start(modules, tmp_path / "model")
+    assert "transformer.x_embedder.weight" in skipped and "transformer.proj_out.weight" in skipped
+    block = "transformer_blocks.0.attn.to_q.weight"
+    assert torch.equal(target.transformer.state_dict()[block], source.transformer.state_dict()[block])
+
+
+def test_cooldown_branch_decays_to_the_end_and_leaves_the_run_alone(tmp_path):
+    cfg = preset("tiny-glyph", **{"flow.steps": 100})
+    train_flow(cfg, tmp_path / "run", max_steps=4)
+    cooled = branch_for_cooldown(tmp_path / "run", tmp_path / "cool", steps=3)
+    assert (cooled.flow.decay_from, cooled.flow.steps) == (4, 7)
+    assert lr_factor(7, cooled.flow) == 0.0 and lr_factor(4, cooled.flow) == 1.0
+    records = train_flow(cooled, tmp_path / "cool")
+    assert [r["step"] for r in records if r["stage"] == "flow-base"] == [5, 6, 7]
+    assert read_config(tmp_path / "run").flow.steps == 100
+
+
+def test_export_serves_glyphs_and_prompt_sized_text(tmp_path):
+    from openkontext.engine.loading import load_engine
+    from openkontext.toyworld import generate
+
+    cfg = preset("tiny-glyph", **{"flow.steps": 2})
+    train_flow(cfg, tmp_path / "run")
+    folder = export(tmp_path / "run", tmp_path / "model", name="tiny-glyph-test", preserve=0.1)
+    card = json.loads((folder / "openkontext.json").read_text())
+    assert card["glyph_context"] and card["prompt_sized_text"] and card["preserve"] == 0.1
+    assert json.loads((folder / "model_index.json").read_text())["vae"][1] == "TinyAutoencoder"
+    engine = load_engine(str(folder), device="cpu")
+    assert type(engine.pipeline.vae).__name__ == "TinyAutoencoder"
+
+    seen = {}
+
+    def record(module, args, kwargs):
+        seen["image_ids"] = kwargs["img_ids"]
+        seen["text_tokens"] = kwargs["encoder_hidden_states"].shape[1]
+
+    hook = engine.pipeline.transformer.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        sample = generate(5, split="heldout", size=64, categories=["text"])
+        engine.edit([sample.input_image], "Change 'AB' to 'CD'", seed=0, steps=1, guidance=3.0)
+    finally:
+        hook.remove()
+    indices = seen["image_ids"][:, 0].tolist()
+    # target (index 0): 4x4 tokens; context (1): 4x4; glyph strip (GLYPH_INDEX): 4 wide x 1 high
+    assert indices.count(0) == 16 and indices.count(1) == 16 and indices.count(GLYPH_INDEX) == 4
+    assert seen["text_tokens"] == 24  # 20 bytes + end token, rounded up to 8

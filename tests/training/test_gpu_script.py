@@ -1,0 +1,49 @@
+"""scripts/train_gpu.py, run as it will be on a lent GPU machine but on the CPU with the tiny-glyph preset: it
+stops by itself, hands back at most 8 files of at most 16 MiB, and what it hands back becomes a run folder that
+resumes training and exports a model the engine serves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from openkontext.training.cli import app
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_gpu.py"
+
+
+def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(out), "--device", "cpu", "--preset", "tiny-glyph", "--init", "",
+         "--workers", "2", "--chunk", "8", "--batch", "2", "--max-steps", "4", "--minutes", "3"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    files = list(out.iterdir())
+    assert 0 < len(files) <= 8 and all(f.stat().st_size <= 16 * 2**20 for f in files)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["examples"] == 8
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
+            if json.loads(line)["stage"] == "flow-base"] == [1, 2, 3, 4]  # fmt: skip
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["import", "--run", str(run), "--from", str(out)])
+    assert result.exit_code == 0 and "step 4" in result.output, result.output
+    result = runner.invoke(app, ["transformer", "--run", str(run), "--max-steps", "2"])  # a fresh optimiser
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["step"] == 6
+    result = runner.invoke(app, ["export", "--run", str(run), "--out", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+
+    from PIL import Image
+
+    from openkontext.engine.loading import load_engine
+
+    engine = load_engine(str(tmp_path / "model"), device="cpu")
+    assert engine.edit([Image.new("RGB", (64, 64), "red")], "Write 'OK'", seed=0, steps=2, guidance=3.0).size == (64, 64)
