@@ -108,3 +108,27 @@ def test_engine_paste_back_follows_the_request_then_the_model_default(glyph_engi
     assert default.tobytes() == plain.tobytes()
     overridden = load_engine("tiny-glyph", device="cpu", preserve=1.0)
     assert overridden.edit([image], "Write 'AB'", seed=0, steps=2, guidance=3.0).tobytes() == image.tobytes()
+
+
+@pytest.mark.parametrize("preset", ["none", "auto"])  # auto on a CPU: the prompt-embedding cache
+def test_cfg_guidance_mode_runs_two_passes_per_step_and_follows_the_scale(preset):
+    import dataclasses
+
+    import torch
+
+    from openkontext.engine.acceleration import configure
+
+    engine = load_engine("tiny-glyph", device="cpu", acceleration=configure(torch.device("cpu"), preset, None))
+    image = _square((200, 200, 40))
+    embedded = engine.edit([image], "Write 'AB'", seed=0, steps=2, guidance=3.0, preserve=0)
+    engine.info = dataclasses.replace(engine.info, guidance_mode="cfg")
+    calls = []
+    hook = engine.pipeline.transformer.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        weak = engine.edit([image], "Write 'AB'", seed=0, steps=2, guidance=1.0, preserve=0)
+        assert len(calls) == 2  # guidance 1: plain conditional sampling, one pass per step
+        strong = engine.edit([image], "Write 'AB'", seed=0, steps=2, guidance=3.0, preserve=0)
+        assert len(calls) == 2 + 4
+    finally:
+        hook.remove()
+    assert len({embedded.tobytes(), weak.tobytes(), strong.tobytes()}) == 3

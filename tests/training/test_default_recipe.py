@@ -124,12 +124,14 @@ def test_export_serves_glyphs_and_prompt_sized_text(tmp_path):
 
     cfg = preset("tiny-glyph", **{"flow.steps": 2})
     train_flow(cfg, tmp_path / "run")
-    folder = export(tmp_path / "run", tmp_path / "model", name="tiny-glyph-test", preserve=0.1)
+    folder = export(tmp_path / "run", tmp_path / "model", name="tiny-glyph-test", preserve=0.1, guidance="cfg")
     card = json.loads((folder / "openkontext.json").read_text())
     assert card["glyph_context"] and card["prompt_sized_text"] and card["preserve"] == 0.1
+    assert card["guidance"] == "cfg"
     assert json.loads((folder / "model_index.json").read_text())["vae"][1] == "TinyAutoencoder"
     engine = load_engine(str(folder), device="cpu")
     assert type(engine.pipeline.vae).__name__ == "TinyAutoencoder"
+    assert (engine.info.preserve, engine.info.guidance_mode) == (0.1, "cfg")
 
     seen = {}
 

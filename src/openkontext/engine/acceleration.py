@@ -660,8 +660,12 @@ class EngineRuntime:
         self.prompt_cache = PromptCache(self.options.prompt_cache) if self.options.prompt_cache else None
         self._turn = threading.Lock() if self.options.exclusive else None
 
-    def prompt_arguments(self, pipeline, prompt: str, max_sequence_length: int) -> dict:
-        """The pipeline's prompt arguments: the prompt itself, or its cached embeddings."""
+    def prompt_arguments(self, pipeline, prompt: str, max_sequence_length: int, negative: bool = False) -> dict:
+        """The pipeline's prompt arguments: the prompt itself, or its cached embeddings (``negative``: as the
+        negative prompt of true classifier-free guidance)."""
+        if negative:
+            arguments = self.prompt_arguments(pipeline, prompt, max_sequence_length)
+            return {f"negative_{name}": value for name, value in arguments.items() if value is not None}
         if self.prompt_cache is None:
             return {"prompt": prompt}
 

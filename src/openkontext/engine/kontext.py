@@ -48,6 +48,9 @@ class ModelInfo:
     glyph_context: bool = False  # see conditioning.py
     prompt_sized_text: bool = False
     preserve: float = 0.0  # the default paste-back threshold for this model (see preserve.py); 0: off
+    # "embedded": guidance goes to the transformer's guidance input (FLUX.1 [dev], guidance-distilled);
+    # "cfg": true classifier-free guidance against the empty prompt at that scale (two passes per step)
+    guidance_mode: str = "embedded"
 
     def text_length(self, prompt: str) -> int:
         return text_length(prompt, self.max_sequence_length) if self.prompt_sized_text else self.max_sequence_length
@@ -187,6 +190,10 @@ class KontextEngine:
             pipeline.glyph_image = render_glyphs(prompt, glyph_strip_size(width, height))
         max_sequence_length = self.info.text_length(prompt)
         preserve = self.info.preserve if preserve is None else preserve
+        cfg = {}
+        if self.info.guidance_mode == "cfg" and guidance > 1:
+            cfg = dict(true_cfg_scale=guidance,
+                       **self.runtime.prompt_arguments(pipeline, "", max_sequence_length, negative=True))
         with self.runtime.session(pipeline):
             latents = pipeline(
                 image=(context[0] if len(context) == 1 else context) if context else None,
@@ -201,6 +208,7 @@ class KontextEngine:
                 max_sequence_length=max_sequence_length,
                 callback_on_step_end=step_end,
                 output_type="latent",
+                **cfg,
             ).images
             if stopped:
                 raise EditCancelled

@@ -131,6 +131,7 @@ def _load_folder(path: Path, device: torch.device, dtype: torch.dtype, transform
         glyph_context=card.get("glyph_context", False),
         prompt_sized_text=card.get("prompt_sized_text", False),
         preserve=card.get("preserve", 0.0),
+        guidance_mode=card.get("guidance", "embedded"),
     )
     return KontextEngine(pipeline, info, acceleration=applied)
 

@@ -128,10 +128,11 @@ def build_trained_pipeline(run_dir: Path, *, ema: bool = True):
 
 def export(run_dir: Path, out: Path, *, dtype: torch.dtype = torch.float16, name: str = "openkontext-toy",
            description: str | None = None, ema: bool = True, bench_table: str | None = None,
-           notes: str | None = None, preserve: float = 0.0) -> Path:
+           notes: str | None = None, preserve: float = 0.0, guidance: str = "embedded") -> Path:
     """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json; returns ``out``.
 
-    ``preserve`` is the model's default paste-back threshold (engine/preserve.py), chosen by measurement."""
+    ``preserve`` is the model's default paste-back threshold (engine/preserve.py) and ``guidance`` how the engine
+    applies the guidance scale ("embedded" or "cfg", see ``ModelInfo``), both chosen by measurement."""
     pipeline, cfg, steps = build_trained_pipeline(Path(run_dir), ema=ema)
     pipeline.to(dtype=dtype)
     out = Path(out)
@@ -150,6 +151,7 @@ def export(run_dir: Path, out: Path, *, dtype: torch.dtype = torch.float16, name
         "glyph_context": arch.glyph_context,
         "prompt_sized_text": arch.prompt_sized_text,
         "preserve": preserve,
+        "guidance": guidance,
         "training": {"run": Path(run_dir).name, **steps},
     }
     (out / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")

@@ -112,13 +112,17 @@ def export(run: Path = RUN, out: Path = typer.Option(..., "--out", help="model f
                                       help="markdown for the card: '## Known failure cases', compute, curves"),
            preserve: float = typer.Option(0.0, "--preserve", min=0.0, max=1.0,
                                           help="the model's default paste-back threshold (measure it first)"),
+           guidance: str = typer.Option("embedded", "--guidance", help="embedded (distilled) or cfg (two passes)"),
            ) -> None:  # fmt: skip
     """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json + model card."""
     from .checkpoint import export as export_folder
     from .checkpoint import folder_size
 
+    if guidance not in ("embedded", "cfg"):
+        raise typer.BadParameter("embedded or cfg", param_hint="--guidance")
     folder = export_folder(run, out, name=name, ema=ema, bench_table=bench_table.read_text() if bench_table else None,
-                           notes=notes.read_text() if notes else None, preserve=preserve)  # fmt: skip
+                           notes=notes.read_text() if notes else None, preserve=preserve,
+                           guidance=guidance)  # fmt: skip
     typer.echo(f"wrote {folder} ({folder_size(folder) / 1e6:.1f} MB)")
 
 
