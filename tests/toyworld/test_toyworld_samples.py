@@ -52,7 +52,10 @@ def check_sample(s: Sample) -> None:
         assert subjects.any() and np.array_equal(s.mask, ~subjects)
         assert np.array_equal(arr(s.input_image)[subjects], arr(s.target)[subjects])
         assert np.any(arr(s.input_image)[s.mask] != arr(s.target)[s.mask])
-        assert s.meta["before"][s.meta["family"].split("_")[1] if s.family != "change_scene" else "kind"] == s.meta["old"]
+        # what changed, in the scene graphs (a studio picture's scene is its backdrop)
+        key = {"change_scene": "backdrop" if s.meta.get("studio") else "kind", "change_time": "time",
+               "change_weather": "weather"}[s.family]
+        assert s.meta["before"][key] == s.meta["old"] and s.meta["after"][key] == s.meta["new"]
     elif s.category == "style":
         assert s.mask.all()
         assert np.abs(arr(s.input_image).astype(int) - arr(s.target)).mean() > 8

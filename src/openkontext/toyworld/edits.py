@@ -35,7 +35,7 @@ class Edit:
     style: str | None = None  # the target is this style applied to the render of ``after``
 
 
-def _item_meta(item, size: Size) -> dict:
+def item_meta(item, size: Size) -> dict:
     meta = {**item.to_meta(), "bbox": pixel_bbox(item, size)}
     if isinstance(item, Sign):
         meta["text_box"] = _text_box(item, size)
@@ -44,7 +44,7 @@ def _item_meta(item, size: Size) -> dict:
 
 def _edit(family: str, prompt: str, before: Scene, after: Scene, size: Size, changed: list, **extra) -> Edit:
     """``changed``: the items involved (before and/or after versions), recorded with their pixel boxes."""
-    meta = {"family": family, "items": [_item_meta(it, size) for it in changed], **extra}
+    meta = {"family": family, "items": [item_meta(it, size) for it in changed], **extra}
     return Edit(prompt, before, after, meta)
 
 
@@ -66,9 +66,10 @@ def recolor_object(rng, split, size, scene):
                  new_color=new.color)
 
 
-def add_object(rng, split, size, scene):
+def add_object(rng, split, size, scene, kinds=OBJECT_KINDS):
+    """``kinds``: what may be added (studio pictures also add flat shapes)."""
     present = {it.kind for it in scene.items if isinstance(it, Obj)}
-    kinds = [k for k in OBJECT_KINDS if k not in present]
+    kinds = [k for k in kinds if k not in present]
     if not kinds:
         return None
     kind = rng.choice(kinds)
@@ -94,14 +95,15 @@ def remove_object(rng, split, size, scene):
     return _edit("remove_object", prompt, scene, scene.with_item(i, None), size, [old])
 
 
-def replace_object(rng, split, size, scene):
+def replace_object(rng, split, size, scene, kinds=OBJECT_KINDS):
+    """``kinds``: what the object may become (studio pictures also use flat shapes)."""
     idx = find(scene, Obj)
     if not idx:
         return None
     i = rng.choice(idx)
     old = scene.items[i]
     present = {it.kind for it in scene.items if isinstance(it, Obj)}
-    kinds = [k for k in OBJECT_KINDS if k not in present]
+    kinds = [k for k in kinds if k not in present]
     rng.shuffle(kinds)
     for kind in kinds[:4]:
         new = Obj(kind, rng.choice(OBJECT_COLORS), old.x, old.y, object_size(rng, kind))
@@ -304,7 +306,7 @@ def character_reference(rng, split, size):
         prompt = P.phrase("character_reference", rng, split, scene_in=P.SCENE_IN[kind], where=P.WHERE[slot],
                           size=size_name, facing=f", facing {facing}" if facing else "")
         meta = {"family": "character_reference", "identity": ch.ident.id, "identity_split": ch.ident.split,
-                "source": _item_meta(ch, size), "items": [_item_meta(target_char, size)], "slot": slot,
+                "source": item_meta(ch, size), "items": [item_meta(target_char, size)], "slot": slot,
                 "size_name": size_name, "facing": target_char.facing, "new_kind": kind}
         return Edit(prompt, before, after, meta)
     return None
@@ -363,7 +365,7 @@ def text_to_image(rng, split, size):
             tw.append({"rain": "in the rain", "snow": "in the snow", "fog": "in the fog"}[scene.weather])
         prompt = P.phrase("text_to_image", rng, split, subjects=subjects, scene_in=P.SCENE_IN[scene.kind],
                           time_weather=(", " + " ".join(tw)) if tw else "")
-        meta = {"family": "text_to_image", "items": [_item_meta(it, size) for it in items],
+        meta = {"family": "text_to_image", "items": [item_meta(it, size) for it in items],
                 "slots": [s for s, _ in zip(slots, items)]}
         return Edit(prompt, None, scene, meta)
     return None
@@ -438,4 +440,5 @@ def make_chain(rng: random.Random, split: str, size: Size) -> list[Edit]:
     return chain
 
 
-__all__ = ["Edit", "FAMILIES", "CATEGORIES", "make_edit", "make_chain", "category_of", "SCENE_EDITORS"]
+__all__ = ["Edit", "FAMILIES", "CATEGORIES", "make_edit", "make_chain", "category_of", "SCENE_EDITORS",
+           "item_meta"]

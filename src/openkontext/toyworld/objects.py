@@ -14,10 +14,18 @@ OBJECT_ASPECT: dict[str, float] = {
     "tree": 0.72, "house": 1.0, "car": 1.7, "balloon": 0.55, "mushroom": 0.95, "cup": 0.95,
 }
 OBJECT_KINDS: tuple[str, ...] = tuple(OBJECT_ASPECT)
+# Flat shapes (one colour, no outline or shading) for studio pictures. They are kept out of OBJECT_KINDS, which the
+# scene generators draw from, so that adding them changes no existing sample; a star is the "star" object above.
+SHAPE_ASPECT: dict[str, float] = {"circle": 1.0, "square": 1.0, "triangle": 1.1, "ring": 1.0}
+SHAPE_KINDS: tuple[str, ...] = tuple(SHAPE_ASPECT)
+ASPECT: dict[str, float] = {**OBJECT_ASPECT, **SHAPE_ASPECT}
 OUTLINE = (30, 30, 34)
 
 
 def draw_object(d: ImageDraw.ImageDraw, kind: str, color: str, box: tuple[float, float, float, float]) -> None:
+    if kind in SHAPE_ASPECT:
+        draw_shape(d, kind, PALETTE[color], box)
+        return
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     c: RGB = PALETTE[color]
@@ -101,3 +109,18 @@ def draw_object(d: ImageDraw.ImageDraw, kind: str, color: str, box: tuple[float,
         d.ellipse([x0 + w * 0.04, y0 - h * 0.04, x1 - w * 0.26, y0 + h * 0.1], fill=dark, outline=OUTLINE)
     else:
         raise ValueError(f"unknown object kind {kind!r}")
+
+
+def draw_shape(d: ImageDraw.ImageDraw, kind: str, c: RGB, box: tuple[float, float, float, float]) -> None:
+    """A flat shape filling ``box``, like a shape tool in a drawing program would make it."""
+    x0, y0, x1, y1 = box
+    if kind == "circle":
+        d.ellipse(box, fill=c)
+    elif kind == "square":
+        d.rectangle(box, fill=c)
+    elif kind == "triangle":
+        d.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=c)
+    elif kind == "ring":
+        d.ellipse(box, outline=c, width=max(2, int((x1 - x0) * 0.2)))
+    else:
+        raise ValueError(f"unknown shape kind {kind!r}")

@@ -152,7 +152,13 @@ ACCESSORY_WORD = {"hat": "hat", "crown": "crown", "bow": "bow", "glasses": "pair
                   "bowtie": "bow tie"}
 ACCESSORY_WORD_BARE = {**ACCESSORY_WORD, "glasses": "glasses"}
 CHAR_NOUNS = ("creature", "character", "monster", "critter")
-CARRIER_WORD = {"sign": "sign", "banner": "banner", "label": "label", "shirt": "T-shirt"}
+CARRIER_WORD = {"sign": "sign", "banner": "banner", "label": "label", "shirt": "T-shirt",
+                "rounded_badge": "badge", "square_badge": "badge", "logo": "picture"}
+# where a thing sits in a studio picture: (vertical, horizontal) -> words; the middle row says what WHERE says
+PLACE = {("top", "left"): "at the top left", ("top", "centre"): "at the top", ("top", "right"): "at the top right",
+         ("middle", "left"): "on the left", ("middle", "centre"): "in the middle", ("middle", "right"): "on the right",
+         ("bottom", "left"): "at the bottom left", ("bottom", "centre"): "at the bottom",
+         ("bottom", "right"): "at the bottom right"}
 
 
 def phrasings(family: str, split: str) -> list[str]:

@@ -22,6 +22,7 @@ from PIL import Image, ImageChops
 from .edits import CATEGORIES, FAMILIES, Edit, category_of, make_chain, make_edit
 from .scene import Character, item_masks, normalize_size, render
 from .split import check_split, rng_for
+from .studio import is_studio, make_studio_edit
 from .styles import apply_style
 
 MASK_GROW_PX = 2
@@ -122,9 +123,11 @@ def generate(seed: int, *, split: str = "train", size: int | tuple[int, int] = 2
     category = rng.choice(cats)
     if category == "iterative":
         return _iterative(rng, seed, split, size)
-    family = rng.choice(FAMILIES[category])
-    edit = make_edit(family, rng, split, size)
-    assert category_of(family) == category
+    if is_studio(seed, split, category):
+        edit = make_studio_edit(category, rng, split, size)
+    else:
+        edit = make_edit(rng.choice(FAMILIES[category]), rng, split, size)
+    assert category_of(edit.meta["family"]) == category
     inp, target, mask, regions = _realise(edit, category, size, None)
     return Sample(inp, edit.prompt, target, category, mask, _meta(edit, category, size, seed, split),
                   regions=regions)

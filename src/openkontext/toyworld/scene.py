@@ -15,10 +15,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import text as textmod
+from .backdrops import Backdrop, render_backdrop
 from .backgrounds import render_background
 from .characters import Identity, char_width, render_character
 from .colors import PALETTE, shade
-from .objects import OBJECT_ASPECT, OUTLINE, draw_object
+from .objects import ASPECT, OUTLINE, draw_object
 
 SUPERSAMPLE = 2
 Box = tuple[float, float, float, float]
@@ -35,7 +36,7 @@ class Obj:
     def bbox(self, w: int, h: int) -> Box:
         u = min(w, h)
         hh = self.size * u
-        ww = hh * OBJECT_ASPECT[self.kind]
+        ww = hh * ASPECT[self.kind]
         cx, by = self.x * w, self.y * h
         return (cx - ww / 2, by - hh, cx + ww / 2, by)
 
@@ -82,11 +83,17 @@ class Character:
 
 
 CARRIERS = ("sign", "banner", "label", "shirt")
+# carriers of studio pictures (see ``studio``): a badge, or none at all (a bare word, like a logo). Kept out of
+# CARRIERS, which the scene generators draw from, so that adding them changes no existing sample.
+BADGES = ("rounded_badge", "square_badge")
+STUDIO_CARRIERS = BADGES + ("logo",)
 
 
 @dataclasses.dataclass(frozen=True)
 class Sign:
-    """A word written on a carrier (a sign on a post, a banner, a label on a crate, a T-shirt on a stand).
+    """A word written on a carrier (a sign on a post, a banner, a label on a crate, a T-shirt on a stand, a badge)
+    or standing alone (carrier ``logo``: ``board_color`` None and nothing drawn but the letters, which the
+    invisible board box still bounds).
 
     ``board_w`` is fixed when the scene is made (wide enough for every word it will carry), so that replacing or
     removing the word changes the letters only.
@@ -96,7 +103,7 @@ class Sign:
     word: str | None
     font: str
     text_color: str
-    board_color: str
+    board_color: str | None
     x: float
     y: float
     text_size: float  # font size, fraction of u
@@ -112,9 +119,11 @@ class Sign:
             top = by - bh * 2.3
         elif self.carrier == "label":
             top = by - bh * 1.45
-        else:  # shirt: the text sits on the chest
+        elif self.carrier == "shirt":  # the text sits on the chest
             s = bw * 1.15
             top = by - bh * 0.5 - s * 0.95 + s * 0.3
+        else:  # a badge or a bare word: the item is the board box
+            top = by - bh
         return (cx - bw / 2, top, cx + bw / 2, top + bh)
 
     def _shirt_geometry(self, w: int, h: int) -> tuple[float, float, float, float]:
@@ -148,7 +157,7 @@ class Sign:
         x0, y0, x1, y1 = self.board_box(w, h)
         bw, bh = x1 - x0, y1 - y0
         by = self.y * h
-        board = PALETTE[self.board_color]
+        board = PALETTE[self.board_color] if self.board_color else None
         lw = max(1, int(bh / 14))
         post = (120, 84, 50)
         if self.carrier == "sign":
@@ -166,7 +175,7 @@ class Sign:
                 yy = y0 - bh * 0.5 + (by - y0 + bh * 0.5) * k
                 d.line([(x0 - bw * 0.12, yy), (x1 + bw * 0.12, yy)], fill=shade(crate, 0.7), width=lw)
             d.rectangle([x0, y0, x1, y1], fill=board, outline=OUTLINE, width=lw)
-        else:  # a T-shirt hanging on a clothes stand
+        elif self.carrier == "shirt":  # a T-shirt hanging on a clothes stand
             sx0, st, sx1, sb = self._shirt_geometry(w, h)
             s = sx1 - sx0
             cx = (sx0 + sx1) / 2
@@ -183,6 +192,10 @@ class Sign:
             d.rounded_rectangle([sx0, st, sx1, sb], radius=int(s * 0.04), fill=board, outline=OUTLINE, width=lw)
             d.chord([cx - s * 0.16, st - s * 0.1, cx + s * 0.16, st + s * 0.1], 0, 180, fill=shade(board, 0.75),
                     outline=OUTLINE)
+        elif self.carrier == "rounded_badge":  # flat, like a button or a sticker
+            d.rounded_rectangle([x0, y0, x1, y1], radius=int(bh * 0.3), fill=board)
+        elif self.carrier == "square_badge":
+            d.rectangle([x0, y0, x1, y1], fill=board, outline=shade(board, 0.6), width=lw)
         if self.word:
             u = min(w, h)
             px = int(round(self.text_size * u))
@@ -209,6 +222,7 @@ class Scene:
     horizon: float
     layout_seed: int
     items: tuple[Item, ...] = ()
+    backdrop: Backdrop | None = None  # a studio picture: this plain or gradient backdrop instead of ``kind``
 
     def replace(self, **changes) -> "Scene":
         return dataclasses.replace(self, **changes)
@@ -222,8 +236,11 @@ class Scene:
         return self.replace(items=tuple(items))
 
     def to_meta(self) -> dict:
-        return {"kind": self.kind, "time": self.time, "weather": self.weather, "horizon": self.horizon,
+        meta = {"kind": self.kind, "time": self.time, "weather": self.weather, "horizon": self.horizon,
                 "layout_seed": self.layout_seed, "items": [it.to_meta() for it in self.items]}
+        if self.backdrop is not None:  # only then, so that every other sample's metadata stays as it was
+            meta["backdrop"] = self.backdrop.to_meta()
+        return meta
 
 
 def normalize_size(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -243,7 +260,10 @@ def _draw_items(canvas: Image.Image, items, w: int, h: int) -> None:
 def render(scene: Scene, size: int | tuple[int, int]) -> Image.Image:
     w, h = normalize_size(size)
     W, H = w * SUPERSAMPLE, h * SUPERSAMPLE
-    canvas = render_background(scene.kind, scene.time, scene.weather, scene.horizon, scene.layout_seed, W, H).copy()
+    if scene.backdrop is not None:
+        canvas = render_backdrop(scene.backdrop, W, H).copy()
+    else:
+        canvas = render_background(scene.kind, scene.time, scene.weather, scene.horizon, scene.layout_seed, W, H).copy()
     _draw_items(canvas, scene.items, W, H)
     return canvas.reduce(SUPERSAMPLE)
 
