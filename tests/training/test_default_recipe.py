@@ -95,6 +95,17 @@ def test_probe_reports_every_category_against_the_copy_baseline(tmp_path):
     assert probe["style"]["0.9"]["unchanged"] is None  # style changes every token
     assert (tmp_path / "run" / "probe.pt").exists()  # the same cases on resume
 
+    from typer.testing import CliRunner
+
+    from openkontext.training.cli import app
+
+    printed = CliRunner().invoke(app, ["curve", "--run", str(tmp_path / "run"), "--stretch", "1"])
+    assert printed.exit_code == 0, printed.output
+    row = [line for line in printed.output.splitlines() if line.startswith("| 1 | 2 |")][0]  # step 1, 2 examples
+    local = probe["local"]["0.9"]
+    assert f"{local['changed'] / local['copy']:.2f}" in row if local["copy"] else "–" in row
+    assert "| 1–1 |" in printed.output
+
 
 def test_warm_start_copies_matching_tensors_and_reports_new_ones(tmp_path):
     source = build_pipeline("tiny-glyph", seed=1)

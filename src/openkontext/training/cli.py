@@ -93,6 +93,19 @@ def cooldown(run: Path = RUN, out: Path = typer.Option(..., "--out", help="the c
     typer.echo(json.dumps(records[-1]) if records else "nothing to do: the cooldown is complete")
 
 
+@app.command()
+def curve(run: Path = RUN, stretch: int = typer.Option(1000, "--stretch", help="steps per loss row")) -> None:
+    """Print the run's learning curve: the probe per category against steps and hours, and the loss per stretch."""
+    from .checkpoint import read_config
+    from .curve import loss_table, probe_table
+
+    cfg = read_config(run)
+    typer.echo("Probe (changed-token velocity error / copy baseline's, sigma 0.9; below 1 beats copying):\n")
+    typer.echo(probe_table(run, cfg.flow.batch))
+    typer.echo("\nFlow loss per stretch:\n")
+    typer.echo(loss_table(run, stretch))
+
+
 @app.command(name="import")
 def import_(run: Path = RUN, source: Path = typer.Option(..., "--from", exists=True, file_okay=False,
                                                         help="the output folder of scripts/train_gpu.py")) -> None:
