@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     purge_interval_s: float = Field(60.0, gt=0, description="How often expired tasks and their files are deleted.")
     lease_s: float = Field(30.0, gt=0, description="A worker's lease on a running job; renewed while it runs.")
     max_attempts: int = Field(3, ge=1, description="Runs a job may start (crashes included) before it is an Error.")
+    store_busy_timeout_s: float = Field(
+        5.0, gt=0, description="How long one SQLite statement waits for a lock held by another connection."
+    )
+    store_retry_s: float = Field(
+        10.0, ge=0, description="How long a store operation is retried on transient errors (locked, busy, connection "
+        "lost) before the API answers 503 and workers back off.",
+    )
     signing_secret: str | None = Field(
         None, description="HMAC secret for result URLs; default: generated once into data_dir/signing-secret."
     )

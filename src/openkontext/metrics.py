@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -42,6 +42,17 @@ class Metrics:
         self.step_time = Histogram(
             "openkontext_engine_step_seconds", "Wall time of one sampling step.", buckets=STEP_BUCKETS,
             registry=self.registry,
+        )  # fmt: skip
+
+        self.worker_errors = Counter(
+            "openkontext_worker_errors",
+            "Errors a background loop lived through (store or disk unavailable …), by loop: work, heartbeat, janitor.",
+            ["loop"],
+            registry=self.registry,
+        )
+        self.worker_restarts = Counter(
+            "openkontext_worker_restarts", "Background loops restarted after an unexpected exception, by loop.",
+            ["loop"], registry=self.registry,
         )  # fmt: skip
 
     def render(self) -> bytes:

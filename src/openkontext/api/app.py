@@ -76,7 +76,8 @@ def build_service(settings: Settings, engine: KontextEngine | None = None) -> Se
         log.warning("MODEL: %s — %s", engine.info.name, engine.info.description)
     else:
         log.info("model: %s (%s) on %s", engine.info.name, engine.info.description, engine.device)
-    store = JobStore(settings.resolved_database_url, webhook_retry_s=settings.webhook_retry_s)
+    store = JobStore(settings.resolved_database_url, webhook_retry_s=settings.webhook_retry_s,
+                     busy_timeout_s=settings.store_busy_timeout_s, retry_s=settings.store_retry_s)  # fmt: skip
     storage = LocalStorage(settings.storage_dir)
     moderator = Moderator(ModerationConfig.from_settings(settings))
     signer = UrlSigner(load_or_create_secret(settings.signing_secret, settings.data_dir / "signing-secret"),

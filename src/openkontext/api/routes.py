@@ -245,12 +245,13 @@ def health(request: Request) -> dict[str, Any]:
     return {"status": "ok", "model": info.name, "placeholder_model": info.placeholder}
 
 
-@router.get("/ready", summary="Readiness: the model is loaded and workers are running", tags=["operations"],
+@router.get("/ready", summary="Readiness: the model is loaded and a worker can make progress", tags=["operations"],
             responses={503: {"model": ErrorResponse}})  # fmt: skip
 def ready(request: Request) -> dict[str, Any]:
     service = service_of(request)
-    if not service.workers.running:
-        raise HTTPException(503, "workers are not running")
+    problem = service.workers.problem()
+    if problem:
+        raise HTTPException(503, problem)
     return {"status": "ready", "model": service.engine.info.name, "workers": service.settings.workers}
 
 

@@ -10,6 +10,8 @@ computes the same image.
 from __future__ import annotations
 
 import enum
+import functools
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -35,6 +37,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from .faults import backoff_s, transient_store_error
+
+log = logging.getLogger(__name__)
 
 
 class JobStatus(str, enum.Enum):
@@ -191,27 +197,58 @@ class Job:
         )  # fmt: skip
 
 
-def _sqlite_pragmas(dbapi_connection, _record):
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_s: float):
+    def on_connect(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return on_connect
 
 
-def make_db_engine(url: str) -> Engine:
+def make_db_engine(url: str, busy_timeout_s: float = 5.0) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s})
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
+def retried(method):
+    """Retry a store operation on transient errors (locked, busy, connection lost) with bounded backoff.
+
+    Every operation is one transaction, so a failed attempt changed nothing and the next one starts afresh. After
+    ``retry_s`` the error is raised: the API answers 503, a worker backs off and tries again later.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: JobStore, *args, **kwargs):
+        deadline = time.monotonic() + self.retry_s
+        failures = 0
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:
+                failures += 1
+                delay = backoff_s(failures, first_s=0.05, max_s=1.0)
+                if not transient_store_error(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.debug("store.%s: %s; retry %d in %.2f s", method.__name__, exc, failures, delay)
+                time.sleep(delay)
+
+    return wrapper
+
+
 class JobStore:
-    def __init__(self, url: str, *, webhook_retry_s: float = 24 * 3600):
+    def __init__(
+        self, url: str, *, webhook_retry_s: float = 24 * 3600, busy_timeout_s: float = 5.0, retry_s: float = 10.0
+    ):
         self.webhook_retry_s = webhook_retry_s  # how long a failing webhook delivery is retried
-        self.engine = make_db_engine(url)
-        Base.metadata.create_all(self.engine)
+        self.retry_s = retry_s  # how long one operation is retried on transient errors before it raises
+        self.engine = make_db_engine(url, busy_timeout_s)
+        retried(lambda store: Base.metadata.create_all(store.engine))(self)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -219,6 +256,7 @@ class JobStore:
 
     # --- the API's side -------------------------------------------------------------------------------------------
 
+    @retried
     def create(
         self,
         *,
@@ -258,10 +296,14 @@ class JobStore:
         except IntegrityError:
             existing = self.find_idempotent(owner, idempotency[0]) if idempotency else None
             if existing is None:
+                stored = self.get(job_id, owner)
+                if stored is not None and stored.created_at == now:  # a retry after a commit whose answer was lost
+                    return stored
                 raise
             raise IdempotencyConflict(*existing) from None
         return Job.from_row(row)
 
+    @retried
     def find_idempotent(self, owner: str, key: str) -> tuple[str, str] | None:
         """(job id, request hash) recorded for an unexpired ``Idempotency-Key`` of ``owner``."""
         with self._session() as session:
@@ -270,6 +312,7 @@ class JobStore:
                 return None
             return row.job_id, row.request_hash
 
+    @retried
     def get(self, job_id: str, owner: str | None = None) -> Job | None:
         """The job, if it exists, has not expired and (when ``owner`` is given) belongs to ``owner``."""
         with self._session() as session:
@@ -278,6 +321,7 @@ class JobStore:
                 return None
             return Job.from_row(row)
 
+    @retried
     def queue_position(self, job: Job) -> int:
         """1 for the next job to run: queued jobs created before this one, plus one."""
         with self._session() as session:
@@ -286,6 +330,7 @@ class JobStore:
             )
             return (ahead or 0) + 1
 
+    @retried
     def list_for(self, owner: str, *, limit: int, before: float | None = None) -> list[Job]:
         """The owner's unexpired jobs, newest first, created before ``before`` (a cursor) if given."""
         with self._session() as session:
@@ -295,6 +340,7 @@ class JobStore:
             rows = session.scalars(query.order_by(JobRow.created_at.desc()).limit(limit)).all()
             return [Job.from_row(row) for row in rows]
 
+    @retried
     def cancel(self, job_id: str, owner: str) -> Job | None:
         """Cancel a queued job at once, or ask its worker to stop a running one; terminal jobs are left alone."""
         now = time.time()
@@ -310,11 +356,13 @@ class JobStore:
                 row.cancel_requested = True
             return Job.from_row(row)
 
+    @retried
     def count_by_status(self) -> dict[str, int]:
         with self._session() as session:
             rows = session.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).all()
             return {status: count for status, count in rows}
 
+    @retried
     def count_active(self, owner: str) -> int:
         with self._session() as session:
             query = select(func.count()).where(JobRow.owner == owner, JobRow.status.in_(ACTIVE))
@@ -322,6 +370,7 @@ class JobStore:
 
     # --- the workers' side ----------------------------------------------------------------------------------------
 
+    @retried
     def claim(self, worker_id: str, lease_s: float, max_attempts: int) -> Job | None:
         """Take the oldest queued job, or a running one whose worker's lease lapsed; None if there is none.
 
@@ -357,6 +406,7 @@ class JobStore:
                     return Job.from_row(session.get(JobRow, candidate, populate_existing=True))
         return None
 
+    @retried
     def renew(self, worker_id: str, job_ids: Iterable[str], lease_s: float) -> set[str]:
         """Extend this worker's leases; returns the ids it still holds."""
         job_ids = list(job_ids)
@@ -386,6 +436,7 @@ class JobStore:
             cancelled = session.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id))
             return RunState.CANCEL if cancelled else RunState.CONTINUE
 
+    @retried
     def finish(
         self,
         job_id: str,
@@ -419,6 +470,22 @@ class JobStore:
                 self._enqueue_webhook(session, session.get(JobRow, job_id), now)
             return changed == 1
 
+    @retried
+    def release(self, job_id: str, worker_id: str, *, count_attempt: bool) -> bool:
+        """Hand a running job back: claimable again at once (by any worker). ``count_attempt=False`` when the run
+        stopped for a shutdown, so it does not count towards ``max_attempts``. False if the lease was lost."""
+        with self._session.begin() as session:
+            return session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.lease_owner == worker_id, JobRow.status == "running")
+                .values(
+                    lease_owner=None,
+                    lease_expires=0.0,
+                    attempts=JobRow.attempts if count_attempt else JobRow.attempts - 1,
+                )
+            ).rowcount == 1
+
+    @retried
     def fail_exhausted(self, max_attempts: int) -> list[str]:
         """Jobs that crashed their worker ``max_attempts`` times and lost the lease again become Errors."""
         now = time.time()
@@ -437,6 +504,7 @@ class JobStore:
                 self._enqueue_webhook(session, row, now)
         return list(ids)
 
+    @retried
     def purge_expired(self) -> list[Job]:
         """Delete jobs past their retention; returns them so their files can be deleted too."""
         now = time.time()
@@ -459,6 +527,7 @@ class JobStore:
                 deadline=now + self.webhook_retry_s, created_at=now,
             ))  # fmt: skip
 
+    @retried
     def claim_webhooks(self, worker_id: str, lease_s: float, limit: int) -> list[WebhookEvent]:
         """Due, pending events not leased by another sender; leased to ``worker_id``."""
         now = time.time()
@@ -487,6 +556,7 @@ class JobStore:
                     claimed.append(WebhookEvent.from_row(session.get(WebhookEventRow, event_id)))
             return claimed
 
+    @retried
     def record_webhook_attempt(
         self, event_id: str, worker_id: str, *, delivered: bool, error: str | None, retry_at: float | None
     ) -> None:
@@ -508,6 +578,7 @@ class JobStore:
                 )
             )
 
+    @retried
     def webhook_state(self, job_id: str) -> WebhookEvent | None:
         with self._session() as session:
             row = session.scalars(

@@ -2,6 +2,12 @@
 
 Each pool also runs a heartbeat (renews the leases of the jobs its workers hold, so a long step never loses one) and
 a janitor (purges jobs past retention with their files, and fails jobs that keep killing their worker).
+
+No loop dies of its environment. A store that is locked, unreachable, full or corrupt and a full disk are logged once
+(``jobs/faults.py``), counted (``openkontext_worker_errors_total``) and retried with backoff; a loop that raises
+anyway (a bug) is restarted (``openkontext_worker_restarts_total``). A computed result is kept in memory and its write
+and the job's finish retried until they succeed, the lease is lost to another worker, or the pool stops — then the
+job is handed back, and runs again from its lease. ``problem()`` says when no worker can make progress (``/ready``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from ..engine.kontext import EditCancelled, KontextEngine
 from ..metrics import Metrics
 from ..safety.moderation import Moderator
 from ..storage import LocalStorage
+from .faults import FaultLog, backoff_s, environment_error
 from .store import Job, JobStatus, JobStore, RunState
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,10 @@ def result_key(job: Job) -> str:
 
 def preview_key(job_id: str) -> str:
     return f"{job_id}/preview.jpg"
+
+
+class ShuttingDown(Exception):
+    """The pool stopped while a write was being retried."""
 
 
 class WorkerPool:
@@ -70,25 +81,50 @@ class WorkerPool:
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._running: list[threading.Thread] = []
+        self._workers: list[tuple[threading.Thread, FaultLog]] = []
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        targets = [self._work] * self._threads + [self._heartbeat, self._janitor]
-        for index, target in enumerate(targets):
-            thread = threading.Thread(target=target, name=f"openkontext-{target.__name__[1:]}-{index}", daemon=True)
+        loops = [("work", index, self._work) for index in range(self._threads)]
+        loops += [("heartbeat", self._threads, self._heartbeat), ("janitor", self._threads + 1, self._janitor)]
+        for role, index, target in loops:
+            name = f"openkontext-{role}-{index}"
+            faults = FaultLog(name, log, on_error=lambda _name, role=role: self.metrics.worker_errors.labels(role).inc())
+            thread = threading.Thread(target=self._supervise, args=(role, target, faults), name=name, daemon=True)
             thread.start()
             self._running.append(thread)
+            if role == "work":
+                self._workers.append((thread, faults))
 
     @property
     def running(self) -> bool:
         return bool(self._running) and not self._stop.is_set()
 
+    def problem(self) -> str | None:
+        """Why no worker can make progress now (None: at least one can, or the pool runs no workers)."""
+        if not self.running:
+            return "workers are not running"
+        if not self._workers:
+            return None
+        alive = [faults for thread, faults in self._workers if thread.is_alive()]
+        if not alive:
+            return "no worker thread is alive"
+        if all(faults.failures for faults in alive):
+            return f"no worker can make progress: {alive[0].cause}"
+        return None
+
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loops; running jobs stop at their next step and are handed back. Waits at most ``timeout``."""
         self._stop.set()
         self.wake()
+        deadline = time.monotonic() + timeout
         for thread in self._running:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [thread.name for thread in self._running if thread.is_alive()]
+        if stuck:
+            log.warning("stopping without waiting any longer for %s (their jobs run again from their leases)",
+                        ", ".join(stuck))  # fmt: skip
 
     def wake(self) -> None:
         """Tell idle workers a job was queued (they would find it at the next poll anyway)."""
@@ -97,13 +133,23 @@ class WorkerPool:
 
     # --- the three loops ------------------------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _supervise(self, role: str, loop, faults: FaultLog) -> None:
+        """Run ``loop`` until the pool stops; if it raises (a bug), log it, count a restart and run it again."""
+        while not self._stop.is_set():
+            try:
+                loop(faults)
+            except Exception as exc:
+                self.metrics.worker_restarts.labels(role).inc()
+                self._stop.wait(backoff_s(faults.failed("the loop (restarting it)", exc)))
+
+    def _work(self, faults: FaultLog) -> None:
         while not self._stop.is_set():
             try:
                 job = self.store.claim(self.id, self.lease_s, self.max_attempts)
-            except Exception:
-                log.exception("claiming a job failed")
-                job = None
+            except Exception as exc:
+                self._stop.wait(backoff_s(faults.failed("claiming a job", exc)))
+                continue
+            faults.succeeded()
             if job is None:
                 with self._wake:
                     self._wake.wait(IDLE_POLL_S)
@@ -111,36 +157,50 @@ class WorkerPool:
             with self._held_lock:
                 self._held.add(job.id)
             try:
-                self.run(job)
+                self.run(job, faults)
+            except ShuttingDown:
+                self._hand_back(job, count_attempt=False)
+            except Exception as exc:
+                # The environment (or a bug outside the engine) stopped the run: hand the job back so it runs again.
+                failures = faults.failed(f"running job {job.id}", exc)
+                self._hand_back(job, count_attempt=True)
+                self._stop.wait(backoff_s(failures))
             finally:
                 with self._held_lock:
                     self._held.discard(job.id)
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self, faults: FaultLog) -> None:
         while not self._stop.wait(self.lease_s / 3):
             with self._held_lock:
                 held = set(self._held)
             try:
                 self.store.renew(self.id, held, self.lease_s)
-            except Exception:
-                log.exception("renewing leases failed")
+                faults.succeeded()
+            except Exception as exc:
+                faults.failed("renewing leases", exc)
 
-    def _janitor(self) -> None:
+    def _janitor(self, faults: FaultLog) -> None:
         while True:
             try:
                 for job_id in self.store.fail_exhausted(self.max_attempts):
                     log.warning("job %s failed: it stopped its worker %d times", job_id, self.max_attempts)
                 for job in self.store.purge_expired():
                     self.storage.delete_prefix(job.id)
-            except Exception:
-                log.exception("janitor pass failed")
+                faults.succeeded()
+            except Exception as exc:
+                faults.failed("the janitor's pass", exc)
             if self._stop.wait(self.purge_interval_s):
                 return
 
     # --- one job --------------------------------------------------------------------------------------------------
 
-    def run(self, job: Job) -> None:
-        """Run a claimed job to a terminal state. Every store write is fenced by this pool's lease."""
+    def run(self, job: Job, faults: FaultLog | None = None) -> None:
+        """Run a claimed job to a terminal state. Every store write is fenced by this pool's lease.
+
+        Raises ShuttingDown if the pool stopped first, and the environment's errors (store, disk) that stopped it:
+        the caller hands the job back.
+        """
+        faults = faults or FaultLog("openkontext-work", log)
         log.info("job %s: running (attempt %d)", job.id, job.attempts)
         params = job.params
         size = tuple(params["size"]) if params.get("size") else None
@@ -163,7 +223,11 @@ class WorkerPool:
                 return not self._stop.is_set()
             last_write = now
             # Progress stays below 1.0 until the result is stored: 1.0 means Ready.
-            state = self.store.set_progress(job.id, self.id, 0.99 * step / total, step)
+            try:
+                state = self.store.set_progress(job.id, self.id, 0.99 * step / total, step)
+                faults.succeeded()
+            except Exception as exc:  # progress is best effort: the job goes on, the finish is retried
+                faults.failed(f"writing the progress of job {job.id}", exc)
             return state == RunState.CONTINUE and not self._stop.is_set()
 
         try:
@@ -182,25 +246,58 @@ class WorkerPool:
             )
         except EditCancelled:
             if state == RunState.CANCEL:
-                self._finish(job, JobStatus.CANCELLED, error="cancelled by the client")
+                self._finish(job, faults, JobStatus.CANCELLED, error="cancelled by the client")
+            elif self._stop.is_set():
+                raise ShuttingDown from None
             else:
-                # Lost the lease or shutting down: leave the job to whoever holds it now (or to after the restart).
-                log.info("job %s: stopped before finishing", job.id)
+                # Lost the lease: leave the job to whoever holds it now.
+                log.info("job %s: stopped before finishing (another worker holds it now)", job.id)
             return
         except Exception as exc:
+            if environment_error(exc):
+                raise
             log.exception("job %s: engine failed", job.id)
-            self._finish(job, JobStatus.ERROR, error=f"engine failed: {type(exc).__name__}")
+            self._finish(job, faults, JobStatus.ERROR, error=f"engine failed: {type(exc).__name__}")
             return
 
         verdict = self.moderator.check_image(image, params["safety_tolerance"])
         if verdict.flagged:
-            self._finish(job, JobStatus.CONTENT_MODERATED, error="; ".join(verdict.reasons))
+            self._finish(job, faults, JobStatus.CONTENT_MODERATED, error="; ".join(verdict.reasons))
             return
         key = result_key(job)
-        self.storage.put(key, encode_image(image, params["output_format"]))
-        self._finish(job, JobStatus.READY, result_key=key)
+        data = encode_image(image, params["output_format"])
+        self._persist(faults, f"storing the result of job {job.id}", lambda: self.storage.put(key, data))
+        self._finish(job, faults, JobStatus.READY, result_key=key)
 
-    def _finish(self, job: Job, status: JobStatus, **outcome) -> None:
-        if self.store.finish(job.id, self.id, status, **outcome):
+    def _persist(self, faults: FaultLog, doing: str, write):
+        """Run ``write`` until it succeeds, retrying the environment's errors with backoff; ShuttingDown if the pool
+        stops first. A job's outcome is kept while the store or the disk is away, never dropped."""
+        while True:
+            try:
+                outcome = write()
+            except Exception as exc:
+                if not environment_error(exc):
+                    raise
+                if self._stop.wait(backoff_s(faults.failed(doing, exc))):
+                    raise ShuttingDown from exc
+                continue
+            faults.succeeded()
+            return outcome
+
+    def _finish(self, job: Job, faults: FaultLog, status: JobStatus, **outcome) -> None:
+        written = self._persist(faults, f"finishing job {job.id}",
+                                lambda: self.store.finish(job.id, self.id, status, **outcome))  # fmt: skip
+        if written:
             self.metrics.job_latency.labels(status.value).observe(time.time() - job.created_at)
             log.info("job %s: %s", job.id, status.value)
+        else:
+            log.info("job %s: another worker holds it now; its outcome here is dropped", job.id)
+
+    def _hand_back(self, job: Job, *, count_attempt: bool) -> None:
+        """Make a job this pool stopped running claimable again at once; if the store refuses, its lease lapses."""
+        try:
+            if self.store.release(job.id, self.id, count_attempt=count_attempt):
+                log.info("job %s: handed back, it runs again", job.id)
+        except Exception as exc:
+            log.warning("job %s: could not hand it back (%s); it runs again when its lease lapses", job.id,
+                        type(exc).__name__)  # fmt: skip
