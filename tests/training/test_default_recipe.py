@@ -5,6 +5,8 @@ cooldown, and an export that the engine serves with its glyph strip and prompt-s
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -140,6 +142,11 @@ def test_export_serves_glyphs_and_prompt_sized_text(tmp_path):
     assert card["glyph_context"] and card["prompt_sized_text"] and card["preserve"] == 0.1
     assert card["guidance"] == "cfg"
     assert json.loads((folder / "model_index.json").read_text())["vae"][1] == "TinyAutoencoder"
+    # a fresh process, as the CLI and the server load it: diffusers imports no module a folder names by itself
+    loaded = subprocess.run([sys.executable, "-c", "import sys; from openkontext.engine.loading import load_engine; "
+                             "print(type(load_engine(sys.argv[1], device='cpu').pipeline.vae).__name__)", str(folder)],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert loaded.returncode == 0 and loaded.stdout.strip().endswith("TinyAutoencoder"), loaded.stderr[-2000:]
     engine = load_engine(str(folder), device="cpu")
     assert type(engine.pipeline.vae).__name__ == "TinyAutoencoder"
     assert (engine.info.preserve, engine.info.guidance_mode) == (0.1, "cfg")

@@ -19,6 +19,11 @@ from .acceleration import AccelerationOptions, apply
 from .buckets import FLUX_KONTEXT_BUCKETS, make_buckets
 from .configs import CONFIGS, build_pipeline
 from .kontext import KontextEngine, ModelInfo
+from .tiny_autoencoder import TinyAutoencoder
+
+# diffusers loads a component class that model_index.json names from a module only if that module is already
+# imported (it never imports code because a folder names it); the default model's autoencoder is this one.
+LOCAL_COMPONENTS = (TinyAutoencoder,)
 
 log = logging.getLogger(__name__)
 
