@@ -65,7 +65,7 @@ def sqlite_value(data_dir, query, *args):
 def test_a_locked_store_stalls_the_worker_but_never_kills_it(start_server, tmp_path):
     data_dir = tmp_path / "data"
     server = start_server(data_dir, model="random", lease_s=2, **STORE)
-    body = {"prompt": "paint it", "input_image": b64(image_bytes((256, 192))), "steps": 40, "seed": 3}
+    body = {"prompt": "paint it", "input_image": b64(image_bytes((256, 192))), "steps": 20, "seed": 3}
     with server.client() as client:
         assert client.get("/ready").status_code == 200
         running = client.post(ROUTE, json=body).json()["id"]
@@ -74,7 +74,7 @@ def test_a_locked_store_stalls_the_worker_but_never_kills_it(start_server, tmp_p
             assert time.monotonic() < deadline, "the job never started"
             time.sleep(0.05)
 
-        lock = ExclusiveLock(data_dir / "openkontext.db", seconds=4)
+        lock = ExclusiveLock(data_dir / "openkontext.db", seconds=5)
         try:
             readiness = []
             while time.monotonic() < lock.until - 0.5:
@@ -97,4 +97,28 @@ def test_a_locked_store_stalls_the_worker_but_never_kills_it(start_server, tmp_p
         assert metric(client, 'openkontext_worker_errors_total{loop="work"}') >= 1
     assert sqlite_value(data_dir, "select attempts from jobs where id=?", running) == 1
     assert sqlite_value(data_dir, "select count(*) from jobs where status='ready'") == 4
-    assert "Exception in thread" not in server.log()
+    log = server.log()
+    assert "Exception in thread" not in log
+    assert log.count("ERROR openkontext.jobs.worker: openkontext-work-0") <= 2  # logged once, not once a try
+
+
+def test_a_submit_the_store_cannot_take_is_503_with_retry_after_and_leaves_nothing(start_server, tmp_path):
+    data_dir = tmp_path / "data"
+    server = start_server(data_dir, workers=0, **STORE)
+    body = {"prompt": "paint it", "input_image": b64(image_bytes((64, 48))), "steps": 2}
+    with server.client() as client:
+        kept = client.post(ROUTE, json=body).json()["id"]
+        lock = ExclusiveLock(data_dir / "openkontext.db", seconds=20)
+        try:
+            refused = client.post(ROUTE, json={**body, "seed": 1})
+            listed = client.get("/v1/tasks")
+        finally:
+            lock.kill()
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"].isdigit()
+        assert "store" in refused.json()["detail"]
+        assert listed.status_code == 200 and [task["id"] for task in listed.json()["tasks"]] == [kept]
+        # Nothing was half-written: one task row, one task's files; and the next submit is accepted.
+        assert sqlite_value(data_dir, "select count(*) from jobs") == 1
+        assert [path.name for path in (data_dir / "storage").iterdir()] == [kept]
+        assert client.post(ROUTE, json={**body, "seed": 2}).status_code == 200

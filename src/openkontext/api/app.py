@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -18,6 +19,7 @@ from ..config import Settings
 from ..engine.kontext import KontextEngine
 from ..engine.acceleration import configure, warm_up, warmup_buckets
 from ..engine.loading import load_engine, pick_device
+from ..jobs.faults import describe, out_of_space
 from ..jobs.store import JobStore
 from ..jobs.webhooks import WebhookSender
 from ..jobs.worker import WorkerPool
@@ -130,6 +132,8 @@ def create_app(settings: Settings | None = None, engine: KontextEngine | None = 
     app.mount("/playground", StaticFiles(directory=PLAYGROUND_DIR), name="playground")
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _store_unavailable)
+    app.add_exception_handler(OSError, _os_error)
     app.add_exception_handler(Exception, _unexpected_error)
     return app
 
@@ -143,6 +147,30 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+RETRY_AFTER_S = "5"
+
+
+def _disk_full(request: Request) -> JSONResponse:
+    log.warning("%s %s: refused, the disk is full", request.method, request.url.path)
+    return JSONResponse({"detail": "insufficient storage: the server's disk is full; retry later"}, status_code=507,
+                        headers={"Retry-After": RETRY_AFTER_S})  # fmt: skip
+
+
+async def _store_unavailable(request: Request, exc: DBAPIError) -> JSONResponse:
+    """The job store refused (locked, unreachable, full, corrupt) after its retries: 503, try again later."""
+    if out_of_space(exc):
+        return _disk_full(request)
+    log.warning("%s %s: refused, %s", request.method, request.url.path, describe(exc))
+    return JSONResponse({"detail": "the job store is unavailable right now; retry later"}, status_code=503,
+                        headers={"Retry-After": RETRY_AFTER_S})  # fmt: skip
+
+
+async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+    if out_of_space(exc):
+        return _disk_full(request)
+    return await _unexpected_error(request, exc)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -101,17 +101,28 @@ def submit(
                        error="; ".join(verdict.reasons))  # fmt: skip
 
     input_keys = []
-    for index, image in enumerate(decoded):
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        key = f"{job_id}/input-{index}.png"
-        service.storage.put(key, buffer.getvalue())
-        input_keys.append(key)
-    job = _create(service, owner, fingerprint, common, input_keys=input_keys)
+    try:
+        for index, image in enumerate(decoded):
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            key = f"{job_id}/input-{index}.png"
+            service.storage.put(key, buffer.getvalue())
+            input_keys.append(key)
+        job = _create(service, owner, fingerprint, common, input_keys=input_keys)
+    except BaseException:  # disk full, store unavailable …: leave no file behind for a task that does not exist
+        _discard(service, job_id)
+        raise
     if job.id != job_id:  # a concurrent retry with the same Idempotency-Key won: drop what this one stored
         service.storage.delete_prefix(job_id)
     service.workers.wake()
     return job
+
+
+def _discard(service, job_id: str) -> None:
+    try:
+        service.storage.delete_prefix(job_id)
+    except OSError:
+        pass
 
 
 def _create(service, owner: str, fingerprint: str | None, common: dict, **fields) -> Job:

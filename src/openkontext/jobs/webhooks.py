@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from ..netguard import BlockedURLError, UrlPolicy, pinned_request
+from . import faults
 from .store import Job, JobStore, WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class WebhookSender:
         self._in_flight = threading.Semaphore(concurrency)
         self._thread = threading.Thread(target=self._loop, name="openkontext-webhooks", daemon=True)
         self._http = httpx.Client(timeout=timeout_s, headers={"User-Agent": "OpenKontext-Webhooks"})
+        self._faults = faults.FaultLog("openkontext-webhooks", log)
 
     def start(self) -> None:
         self._thread.start()
@@ -98,17 +100,19 @@ class WebhookSender:
             free = 0
             while self._in_flight.acquire(blocking=False):
                 free += 1
+            delay = self.poll_s
             try:
                 # The lease outlives one attempt (timeout + margin), so no other sender takes it meanwhile.
                 events = self.store.claim_webhooks(self.worker_id, self.timeout_s + 30, free) if free else []
-            except Exception:
-                log.exception("claiming webhook events failed")
+                self._faults.succeeded()
+            except Exception as exc:  # the store is away: logged once, retried with backoff
+                delay = max(delay, faults.backoff_s(self._faults.failed("claiming webhook events", exc)))
                 events = []
             for _ in range(free - len(events)):
                 self._in_flight.release()
             for event in events:
                 self._pool.submit(self._deliver_and_release, event)
-            self._stop.wait(self.poll_s)
+            self._stop.wait(delay)
 
     def _deliver_and_release(self, event: WebhookEvent) -> None:
         try:
