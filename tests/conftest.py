@@ -30,8 +30,9 @@ def free_port() -> int:
 class ServerProcess:
     """``openkontext serve`` in its own process, configured through OPENKONTEXT_* variables like a deployment."""
 
-    def __init__(self, data_dir: Path, **settings):
+    def __init__(self, data_dir: Path, command: list[str] | None = None, **settings):
         self.data_dir = data_dir
+        self.command = command or [sys.executable, "-m", "openkontext.cli", "serve"]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The classifiers take seconds to load: servers start without them unless a test asks (the shared
@@ -39,17 +40,15 @@ class ServerProcess:
         self.settings = {"model": "tiny", "api_keys": f"{KEY_A},{KEY_B}", "workers": 1,
                          "moderation_prompt_classifier": False, "moderation_image_classifier": False, **settings}
         self.process: subprocess.Popen | None = None
-        self.log_path = data_dir / f"server-{self.port}.log"
+        self.log_path = data_dir.parent / f"{data_dir.name}-server-{self.port}.log"  # outside: it may be read-only
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENKONTEXT_")}
         env.update({f"OPENKONTEXT_{name.upper()}": str(value) for name, value in self.settings.items()})
         env.update(OPENKONTEXT_DATA_DIR=str(self.data_dir), OPENKONTEXT_PORT=str(self.port), PYTHONUNBUFFERED="1")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "openkontext.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the server process writes it)
+        self.process = subprocess.Popen(self.command, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -88,8 +87,8 @@ def start_server(tmp_path):
     """Factory: ``start_server(**settings)`` starts a server; all are stopped after the test."""
     servers: list[ServerProcess] = []
 
-    def start(data_dir: Path | None = None, **settings) -> ServerProcess:
-        server = ServerProcess(data_dir or tmp_path / f"data{len(servers)}", **settings).start()
+    def start(data_dir: Path | None = None, command: list[str] | None = None, **settings) -> ServerProcess:
+        server = ServerProcess(data_dir or tmp_path / f"data{len(servers)}", command, **settings).start()
         servers.append(server)
         return server
 

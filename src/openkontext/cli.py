@@ -68,7 +68,9 @@ def serve(
     """Run the API server with its workers (settings also come from OPENKONTEXT_* variables)."""
     import uvicorn
 
-    from .api.app import create_app
+    from rich.markup import escape
+
+    from .api.app import StartupError, check_data_dir, create_app, open_store
     from .config import Settings
 
     _setup_logging(log_level)
@@ -78,6 +80,12 @@ def serve(
                      workers=workers, data_dir=data_dir, database_url=database_url, api_keys=api_key,
                      public_url=public_url)  # fmt: skip
     settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
+    try:  # before the model loads: a data dir or database that cannot work fails now, with its path and cause
+        check_data_dir(settings)
+        open_store(settings).close()
+    except StartupError as exc:
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
     if not settings.api_keys:
         console.print(f"[bold]API key:[/bold] see {settings.data_dir / 'api-key'}  (export BFL_API_KEY=$(cat …))")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level.lower())

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     purge_interval_s: float = Field(60.0, gt=0, description="How often expired tasks and their files are deleted.")
     lease_s: float = Field(30.0, gt=0, description="A worker's lease on a running job; renewed while it runs.")
     max_attempts: int = Field(3, ge=1, description="Runs a job may start (crashes included) before it is an Error.")
+    min_free_bytes: int = Field(
+        100 * 1024 * 1024, ge=0, description="Free disk space the data dir must keep: below it the server refuses to "
+        "start, submits get 507 and /ready 503 (0: no check).",
+    )
     store_busy_timeout_s: float = Field(
         5.0, gt=0, description="How long one SQLite statement waits for a lock held by another connection."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,10 @@ class LocalStorage:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def free_bytes(self) -> int:
+        """Space left for new blobs on the disk that holds them."""
+        return shutil.disk_usage(self.root).free
 
     def get(self, key: str) -> bytes:
         return self.path(key).read_bytes()

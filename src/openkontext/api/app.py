@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -20,7 +23,7 @@ from ..engine.kontext import KontextEngine
 from ..engine.acceleration import configure, warm_up, warmup_buckets
 from ..engine.loading import load_engine, pick_device
 from ..jobs.faults import describe, out_of_space
-from ..jobs.store import JobStore
+from ..jobs.store import JobStore, StoreCorrupt
 from ..jobs.webhooks import WebhookSender
 from ..jobs.worker import WorkerPool
 from ..metrics import Metrics
@@ -55,8 +58,55 @@ class Service:
     metrics: Metrics
 
 
-def build_service(settings: Settings, engine: KontextEngine | None = None) -> Service:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+class StartupError(RuntimeError):
+    """The server cannot start with this data dir or database; the message names the path and the cause."""
+
+
+def check_data_dir(settings: Settings, storage: LocalStorage | None = None) -> None:
+    """Fail fast, before the model loads: the data dir and its storage folder are writable and have room."""
+    for folder in (settings.data_dir, settings.storage_dir):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise StartupError(f"the data dir {folder.resolve()} is not writable: {exc.strerror or exc}") from None
+    free = storage.free_bytes() if storage else shutil.disk_usage(settings.storage_dir).free
+    if free < settings.min_free_bytes:
+        raise StartupError(
+            f"the disk of the data dir {settings.data_dir.resolve()} has {free / 2**20:.1f} MiB free, less than "
+            f"OPENKONTEXT_MIN_FREE_BYTES ({settings.min_free_bytes / 2**20:.1f} MiB): free some space"
+        )
+
+
+def open_store(settings: Settings) -> JobStore:
+    """The job store, checked: refuses a database it cannot open or that fails its integrity check."""
+    url = settings.resolved_database_url
+    where = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else make_url(url).render_as_string()
+    try:
+        store = JobStore(url, webhook_retry_s=settings.webhook_retry_s, busy_timeout_s=settings.store_busy_timeout_s,
+                         retry_s=settings.store_retry_s)  # fmt: skip
+    except DBAPIError as exc:
+        raise StartupError(f"cannot open the job database {where}: {exc.orig or exc}") from None
+    try:
+        store.check_integrity()
+    except StoreCorrupt as exc:
+        store.close()
+        raise StartupError(
+            f"the job database {where} is corrupt ({exc}); refusing to serve from it. Restore it from a backup, or "
+            "move it away to start with an empty one"
+        ) from None
+    except DBAPIError as exc:
+        store.close()
+        raise StartupError(f"cannot read the job database {where}: {exc.orig or exc}") from None
+    return store
+
+
+def build_service(
+    settings: Settings, engine: KontextEngine | None = None, storage: LocalStorage | None = None
+) -> Service:
+    check_data_dir(settings, storage)
+    store = open_store(settings)
     configured_keys = list(settings.api_keys)
     if not configured_keys:
         key, created = ensure_local_key(settings.data_dir)
@@ -78,9 +128,7 @@ def build_service(settings: Settings, engine: KontextEngine | None = None) -> Se
         log.warning("MODEL: %s — %s", engine.info.name, engine.info.description)
     else:
         log.info("model: %s (%s) on %s", engine.info.name, engine.info.description, engine.device)
-    store = JobStore(settings.resolved_database_url, webhook_retry_s=settings.webhook_retry_s,
-                     busy_timeout_s=settings.store_busy_timeout_s, retry_s=settings.store_retry_s)  # fmt: skip
-    storage = LocalStorage(settings.storage_dir)
+    storage = storage or LocalStorage(settings.storage_dir)
     moderator = Moderator(ModerationConfig.from_settings(settings))
     signer = UrlSigner(load_or_create_secret(settings.signing_secret, settings.data_dir / "signing-secret"),
                        settings.delivery_ttl_s)  # fmt: skip
@@ -104,12 +152,15 @@ def build_service(settings: Settings, engine: KontextEngine | None = None) -> Se
     )  # fmt: skip
 
 
-def create_app(settings: Settings | None = None, engine: KontextEngine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, engine: KontextEngine | None = None, storage: LocalStorage | None = None
+) -> FastAPI:
+    """The app; ``engine`` and ``storage`` replace the ones the settings describe (tests, embedding)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        service = build_service(settings, engine)
+        service = build_service(settings, engine, storage)
         app.state.service = service
         service.workers.start()
         service.webhooks.start()

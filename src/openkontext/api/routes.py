@@ -39,7 +39,8 @@ _key_header = APIKeyHeader(name="x-key", auto_error=False, description="Your API
 
 AUTH_ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}}
 SUBMIT_ERRORS = {**AUTH_ERRORS, 409: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
-                 429: {"model": ErrorResponse}}  # fmt: skip
+                 429: {"model": ErrorResponse}, 503: {"model": ErrorResponse},
+                 507: {"model": ErrorResponse}}  # fmt: skip
 SSE_POLL_S = 0.25
 
 
@@ -250,6 +251,8 @@ def health(request: Request) -> dict[str, Any]:
 def ready(request: Request) -> dict[str, Any]:
     service = service_of(request)
     problem = service.workers.problem()
+    if not problem and service.storage.free_bytes() < service.settings.min_free_bytes:
+        problem = f"the data disk is full (less than {service.settings.min_free_bytes} bytes free)"
     if problem:
         raise HTTPException(503, problem)
     return {"status": "ready", "model": service.engine.info.name, "workers": service.settings.workers}

@@ -49,6 +49,9 @@ def submit(
         existing = service.store.find_idempotent(owner, idempotency_key)
         if existing is not None:
             return _replayed(service, owner, *existing, fingerprint)
+    if service.storage.free_bytes() < settings.min_free_bytes:
+        raise HTTPException(507, "insufficient storage: the server's disk is full; retry later",
+                            headers={"Retry-After": "30"})  # fmt: skip
     if len(body.prompt) > settings.max_prompt_chars:
         raise field_error("prompt", f"prompt is longer than {settings.max_prompt_chars} characters")
     if service.store.count_active(owner) >= settings.max_active_tasks:

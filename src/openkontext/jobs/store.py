@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from .faults import backoff_s, transient_store_error
@@ -75,6 +75,10 @@ class IdempotencyConflict(Exception):
         super().__init__(job_id)
         self.job_id = job_id
         self.request_hash = request_hash
+
+
+class StoreCorrupt(Exception):
+    """The database failed its integrity check: refuse to serve from it."""
 
 
 class Base(DeclarativeBase):
@@ -253,6 +257,21 @@ class JobStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def check_integrity(self) -> None:
+        """SQLite's ``PRAGMA quick_check`` (seconds for gigabytes); raises StoreCorrupt with what it found."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        try:
+            with self.engine.connect() as connection:
+                found = [row[0] for row in connection.exec_driver_sql("PRAGMA quick_check(5)")]
+        except DBAPIError as exc:
+            if transient_store_error(exc):
+                raise
+            raise StoreCorrupt(str(exc.orig)) from None
+        if found != ["ok"]:
+            lines = [line.strip() for row in found for line in str(row).splitlines() if line.strip()]
+            raise StoreCorrupt("; ".join(line for line in lines if not line.startswith("***")))
 
     # --- the API's side -------------------------------------------------------------------------------------------
 
