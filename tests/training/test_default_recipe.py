@@ -20,14 +20,6 @@ from openkontext.training.latents import ChunkedBatches, chunk_layout, steps_per
 from openkontext.training.loop import lr_factor, train_flow
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _losses(records):
     return [(r["step"], r["loss"]) for r in records if r["stage"] == "flow-base"]
 

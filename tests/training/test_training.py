@@ -20,14 +20,6 @@ from openkontext.training.loop import lr_factor, train_flow, train_vae
 from openkontext.training.vae import vae_loss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_config_round_trips_and_presets():
     cfg = preset("tiny", **{"flow.batch": 3, "size": 64})
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
