@@ -2,7 +2,9 @@
 
 A URL is resolved once; every address it resolves to must be public (not loopback, private, link-local — which
 includes cloud metadata at 169.254.169.254 —, multicast, reserved or unspecified) unless the operator's allowlist
-names it. The request then goes to the checked address itself, with the name kept for the Host header and TLS
+names it. An IPv6 address that embeds an IPv4 one (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``,
+NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``, Teredo ``2001::/32``) is judged by the IPv4 address it reaches, so
+``[64:ff9b::7f00:1]`` is loopback; the local-use NAT64 prefix ``64:ff9b:1::/48`` is never public. The request then goes to the checked address itself, with the name kept for the Host header and TLS
 (SNI and certificate check), so a DNS answer that changes between check and connect (rebinding) cannot redirect it.
 Redirects are followed by hand, each hop checked the same way.
 """
@@ -18,6 +20,38 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+TEREDO = ipaddress.ip_network("2001::/32")
+
+
+def reached_addresses(address: IPAddress) -> list[IPAddress]:
+    """The addresses a connection to ``address`` reaches: the IPv4 ones an IPv6 form embeds, else itself."""
+    if address.version == 4:
+        return [address]
+    if address.ipv4_mapped:
+        return [address.ipv4_mapped]
+    if address in NAT64:
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    if address.sixtofour:
+        return [address.sixtofour]
+    if address in TEREDO:
+        return list(address.teredo)  # the Teredo server and the (de-obfuscated) client
+    if int(address) >> 32 == 0 and int(address) > 1:  # IPv4-compatible ::a.b.c.d (deprecated, still routed)
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    return [address]
+
+
+def is_public(address: IPAddress) -> bool:
+    """Reachable on the public internet by a unicast connection (Python's ``is_global`` lets multicast through)."""
+    if address.version == 6 and address in NAT64_LOCAL:
+        return False
+    return address.is_global and not (
+        address.is_multicast or address.is_reserved or address.is_unspecified or address.is_loopback
+        or address.is_link_local or address.is_private
+    )  # fmt: skip
 
 
 class BlockedURLError(ValueError):
@@ -67,8 +101,9 @@ class UrlPolicy:
                 address = address.ipv4_mapped
             addresses.append(address)
         for address in addresses:
-            if not address.is_global and not self._allowed(host, address):
-                raise BlockedURLError(f"host {host!r} resolves to a non-public address, which is not allowed")
+            for reached in reached_addresses(address):
+                if not is_public(reached) and not self._allowed(host, reached) and not self._allowed(host, address):
+                    raise BlockedURLError(f"host {host!r} resolves to a non-public address, which is not allowed")
         return host, addresses[0]
 
 
