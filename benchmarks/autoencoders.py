@@ -13,59 +13,21 @@ whose new word OCR reads on the original and still reads after encode -> decode.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter
 
-from openkontext.training.data import to_tensor
+from openkontext.bench.drawn import drawn_images
 from openkontext.training.vae import evaluate_vae, psnr, round_trip
-
-
-def drawn_images(size: int = 256) -> dict[str, Image.Image]:
-    """Simple images of the kinds users try, drawn here rather than by the toy-world generator."""
-    images = {}
-    gradient = np.linspace(0, 1, size)[None, :, None] * np.array([250, 120, 30]) + np.linspace(1, 0, size)[:, None,
-                                                                                                            None] * 90
-    img = Image.fromarray(gradient.clip(0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(img)
-    draw.ellipse((40, 60, 140, 160), fill=(30, 60, 200), outline="white", width=4)
-    draw.polygon([(150, 200), (230, 200), (190, 110)], fill=(20, 160, 60))
-    images["gradient + shapes"] = img
-    logo = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(logo)
-    draw.rounded_rectangle((30, 80, 226, 176), radius=24, fill=(200, 20, 60))
-    draw.text((128, 128), "ACME", fill="white", font=_font(54), anchor="mm")
-    images["logo on white"] = logo
-    sign = Image.new("RGB", (size, size), (120, 170, 220))
-    draw = ImageDraw.Draw(sign)
-    draw.rectangle((0, 190, size, size), fill=(90, 140, 60))
-    draw.rectangle((50, 70, 206, 140), fill=(250, 240, 200), outline=(60, 40, 20), width=5)
-    draw.line((128, 140, 128, 210), fill=(60, 40, 20), width=8)
-    draw.text((128, 105), "OPEN 24H", fill=(20, 20, 20), font=_font(30), anchor="mm")
-    images["hand-drawn sign"] = sign
-    rng = np.random.default_rng(0)
-    field = np.asarray(Image.fromarray((rng.random((size // 8, size // 8, 3)) * 255).astype(np.uint8))
-                       .resize((size, size), Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(3)))
-    images["smooth texture"] = Image.fromarray(field)
-    return images
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    return ImageFont.load_default(size=size)
 
 
 def load_vae(path: str):
     from diffusers import AutoencoderKL
 
     from openkontext.engine.tiny_autoencoder import TinyAutoencoder
-
-    import json
-    from pathlib import Path
 
     folder = Path(path) / "vae" if (Path(path) / "vae").is_dir() else Path(path)
     cls = TinyAutoencoder if json.loads((folder / "config.json").read_text())["_class_name"] == "TinyAutoencoder" \
