@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,6 +11,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from .api.signing import redact_signatures
 
 # transformers warns at import about optional image backends we never use; keep the CLI's output about the edit.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -29,8 +30,7 @@ class _RedactSignatures(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(re.sub(r"sig=[0-9a-fA-F]+", "sig=REDACTED", arg) if isinstance(arg, str) else arg
-                                for arg in record.args)  # fmt: skip
+            record.args = tuple(redact_signatures(arg) if isinstance(arg, str) else arg for arg in record.args)
         return True
 
 

@@ -30,6 +30,7 @@ from .schemas import (
     TextToImageRequest,
     WebhookSubmitResponse,
 )
+from .signing import signed_params
 from .submit import submit
 from .views import WIRE_STATUS, task_view
 
@@ -223,8 +224,10 @@ def download_result(
     sig: Annotated[str, Query(max_length=128)] = "",
 ) -> Response:
     service = service_of(request)
-    if not service.signer.verify(f"/results/{job_id}/{filename}", exp, sig):
+    signed = signed_params(request.url.query)  # the one canonical form; exp and sig above document the parameters
+    if signed is None or not service.signer.verify(f"/results/{job_id}/{filename}", *signed):
         raise HTTPException(403, "invalid or expired signature")
+    exp = signed[0]
     job = service.store.get(job_id)
     if job is None or job.status != JobStatus.READY or job.result_key != f"{job_id}/{filename}":
         raise HTTPException(404, "result not found (it may have been purged)")

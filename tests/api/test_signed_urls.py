@@ -1,0 +1,39 @@
+"""A result URL has one signed form: any other spelling of its query is refused, and no spelling reaches the log."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from conftest import b64, image_bytes, wait_for
+
+ROUTE = "/v1/flux-bagel-alpha"
+
+
+def test_only_the_canonical_query_is_accepted_and_no_spelling_of_sig_is_logged(start_server):
+    server = start_server()
+    with server.client() as client:
+        body = {"prompt": "x", "input_image": b64(image_bytes((48, 48))), "steps": 1}
+        task_id = client.post(ROUTE, json=body).json()["id"]
+        sample = wait_for(client, task_id)["result"]["sample"]
+    base, query = sample.split("?")
+    exp, sig = (part.split("=", 1)[1] for part in query.split("&"))
+    encoded_sig = "".join(f"%{ord(c):02x}" for c in sig)
+    assert httpx.get(sample).status_code == 200
+    assert httpx.get(f"{sample}&utm_source=mail").status_code == 200  # other parameters are left alone
+    for variant in (
+        f"exp={exp}&%73ig={sig}",  # an encoded name
+        f"exp={exp}&sig={sig}&%73ig={sig}",  # an encoded duplicate
+        f"exp={exp}&sig={sig}&sig={sig}",  # a plain duplicate
+        f"exp={exp}&sig={encoded_sig}",  # an encoded value
+        f"%65xp={exp}&sig={sig}",  # an encoded exp
+        f"exp=%3{exp[0]}{exp[1:]}&sig={sig}",
+    ):
+        response = httpx.get(f"{base}?{variant}")
+        assert response.status_code == 403, (variant, response.status_code)
+    time.sleep(0.5)
+    server.stop()
+    log = server.log()
+    assert "/results/" in log and "%73ig=REDACTED" in log
+    assert sig not in log and encoded_sig not in log
