@@ -12,9 +12,12 @@ _KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")
 
 
 class LocalStorage:
+    """Folders are created 0700 and files 0600, whatever the umask: results are private until a signed URL serves
+    them."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
         if not _KEY.match(key) or ".." in key:
@@ -24,8 +27,8 @@ class LocalStorage:
     def put(self, key: str, data: bytes) -> None:
         """Write atomically: readers see the whole blob or none of it, also after a crash."""
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")  # mode 0600
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

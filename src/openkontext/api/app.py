@@ -66,7 +66,7 @@ def check_data_dir(settings: Settings, storage: LocalStorage | None = None) -> N
     """Fail fast, before the model loads: the data dir and its storage folder are writable and have room."""
     for folder in (settings.data_dir, settings.storage_dir):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds secrets: private whatever the umask
             with tempfile.TemporaryFile(dir=folder):
                 pass
         except OSError as exc:
@@ -88,6 +88,8 @@ def open_store(settings: Settings) -> JobStore:
                          retry_s=settings.store_retry_s)  # fmt: skip
     except DBAPIError as exc:
         raise StartupError(f"cannot open the job database {where}: {exc.orig or exc}") from None
+    except OSError as exc:
+        raise StartupError(f"cannot open the job database {where}: {exc.strerror or exc}") from None
     try:
         store.check_integrity()
     except StoreCorrupt as exc:

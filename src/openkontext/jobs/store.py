@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -34,7 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -212,8 +213,25 @@ def _sqlite_pragmas(busy_timeout_s: float):
     return on_connect
 
 
+def _private_sqlite_file(url: str) -> None:
+    """Create the SQLite file (and tighten an old one) as 0600 whatever the umask: it holds prompts and webhook
+    secrets. SQLite gives its -wal and -shm files the database file's mode."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
+        except PermissionError:  # not ours: leave it to its owner
+            pass
+
+
 def make_db_engine(url: str, busy_timeout_s: float = 5.0) -> Engine:
     if url.startswith("sqlite"):
+        _private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s})
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
         return engine
