@@ -106,6 +106,36 @@ def server(tmp_path_factory):
     instance.stop()
 
 
+LOCKER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("COMMIT")
+print("released", flush=True)
+"""
+
+
+class ExclusiveLock:
+    """Another process holding ``BEGIN EXCLUSIVE`` on a SQLite file for ``seconds`` (the job store, locked)."""
+
+    def __init__(self, db_path, seconds: float):
+        self.process = subprocess.Popen([sys.executable, "-c", LOCKER, str(db_path), str(seconds)],
+                                        stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert self.process.stdout.readline().strip() == "locked"
+        self.until = time.monotonic() + seconds
+
+    def wait(self) -> None:
+        assert self.process.stdout.readline().strip() == "released"
+        self.process.wait(10)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
 def image_bytes(size=(96, 64), fmt="PNG", mode="RGB", seed=0, **save_options) -> bytes:
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)

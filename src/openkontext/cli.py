@@ -66,11 +66,10 @@ def serve(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING …")] = "INFO",
 ) -> None:
     """Run the API server with its workers (settings also come from OPENKONTEXT_* variables)."""
-    import uvicorn
-
     from rich.markup import escape
 
     from .api.app import StartupError, check_data_dir, create_app, open_store
+    from .api.server import serve as serve_app
     from .config import Settings
 
     _setup_logging(log_level)
@@ -88,7 +87,7 @@ def serve(
         raise typer.Exit(2) from None
     if not settings.api_keys:
         console.print(f"[bold]API key:[/bold] see {settings.data_dir / 'api-key'}  (export BFL_API_KEY=$(cat …))")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level.lower())
+    serve_app(create_app(settings), settings, log_level=log_level.lower())
 
 
 PRESERVE_HELP = "Paste-back threshold 0-1 (0: off; default: the model's own, docs/api.md)."

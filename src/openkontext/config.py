@@ -56,6 +56,20 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface the server binds (0.0.0.0 for all).")
     port: int = Field(8000, description="TCP port of the server.")
     workers: int = Field(1, ge=0, description="Engine worker threads in the server process (0: accept jobs only).")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Time a client has to send a request's headers (from its first byte, or from "
+        "connecting); the connection is closed beyond it.",
+    )
+    body_timeout_s: float = Field(
+        20.0, gt=0, description="Longest wait between two reads of a request body; the connection is closed beyond it."
+    )
+    keep_alive_s: float = Field(5.0, gt=0, description="How long an idle keep-alive connection is kept open.")
+    max_connections: int = Field(
+        200, ge=1, description="Concurrent connections (and requests in progress) served; requests beyond get 503."
+    )
+    shutdown_timeout_s: float = Field(
+        10.0, gt=0, description="On SIGTERM, how long requests in progress and running jobs' steps may take to end."
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Accepted x-key values, comma-separated; each either the key itself or 'sha256:<hex digest>'. "

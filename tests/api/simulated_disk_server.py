@@ -12,9 +12,8 @@ import errno
 import os
 from pathlib import Path
 
-import uvicorn
-
 from openkontext.api.app import create_app
+from openkontext.api.server import serve
 from openkontext.cli import _setup_logging
 from openkontext.config import Settings
 from openkontext.storage import LocalStorage
@@ -39,4 +38,4 @@ if __name__ == "__main__":
     settings = Settings()
     _setup_logging()
     storage = SimulatedDisk(settings.storage_dir, settings.data_dir)
-    uvicorn.run(create_app(settings, storage=storage), host=settings.host, port=settings.port)
+    serve(create_app(settings, storage=storage), settings)

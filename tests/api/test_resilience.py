@@ -17,41 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import b64, image_bytes, wait_for
+from conftest import ExclusiveLock, b64, image_bytes, wait_for
 
 ROUTE = "/v1/flux-bagel-alpha"
 # Short store timeouts, so a lock of a few seconds is a long outage for the server.
 STORE = dict(store_busy_timeout_s=0.3, store_retry_s=0.5)
-
-LOCKER = """
-import sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-db.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-db.execute("COMMIT")
-print("released", flush=True)
-"""
-
-
-class ExclusiveLock:
-    """Another process holding ``BEGIN EXCLUSIVE`` on the job database for ``seconds``."""
-
-    def __init__(self, db_path, seconds: float):
-        self.process = subprocess.Popen([sys.executable, "-c", LOCKER, str(db_path), str(seconds)],
-                                        stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert self.process.stdout.readline().strip() == "locked"
-        self.until = time.monotonic() + seconds
-
-    def wait(self) -> None:
-        assert self.process.stdout.readline().strip() == "released"
-        self.process.wait(10)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
 
 def metric(client: httpx.Client, name: str) -> float:
     total = 0.0

@@ -168,9 +168,9 @@ def create_app(
         service.webhooks.start()
         try:
             yield
-        finally:
+        finally:  # bounded, even while the store is locked: stuck threads are daemons, their jobs' leases lapse
             service.webhooks.stop()
-            service.workers.stop()
+            service.workers.stop(timeout=settings.shutdown_timeout_s)
             service.store.close()
 
     app = FastAPI(

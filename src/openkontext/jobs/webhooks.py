@@ -92,7 +92,7 @@ class WebhookSender:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        self._thread.join(2)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:
