@@ -34,7 +34,7 @@ import torch
 from openkontext.engine.loading import DEFAULT_MODEL_DIR
 from openkontext.training.checkpoint import load_state
 from openkontext.training.config import preset
-from openkontext.training.loop import TRAINABLE, pick_device, train_flow
+from openkontext.training.loop import TRAINABLE, pick_device, stop_on_signals, train_flow
 from openkontext.training.transfer import WEIGHTS_FILE, save_weights
 
 EXPORT_RESERVE_S = 30  # seconds kept at the end for writing the files
@@ -67,7 +67,8 @@ def main() -> None:
         torch.backends.cudnn.allow_tf32 = True
     run = Path(tempfile.mkdtemp(prefix="openkontext-gpu-run-"))  # optimiser state stays on the machine
     budget = args.minutes * 60 - (time.monotonic() - started) - EXPORT_RESERVE_S
-    records = train_flow(cfg, run, max_seconds=max(1.0, budget), max_steps=args.max_steps, device=str(device))
+    with stop_on_signals():  # a SIGTERM still hands back what was trained
+        records = train_flow(cfg, run, max_seconds=max(1.0, budget), max_steps=args.max_steps, device=str(device))
     state = load_state(run / "flow.pt")
     args.out.mkdir(parents=True, exist_ok=True)
     weights = state["ema"] or {name: state["models"][name] for name in TRAINABLE}

@@ -159,3 +159,26 @@ def test_export_serves_glyphs_and_prompt_sized_text(tmp_path):
     # target (index 0): 4x4 tokens; context (1): 4x4; glyph strip (GLYPH_INDEX): 4 wide x 1 high
     assert indices.count(0) == 16 and indices.count(1) == 16 and indices.count(GLYPH_INDEX) == 4
     assert seen["text_tokens"] == 24  # 20 bytes + end token, rounded up to 8
+
+
+def test_sigterm_stops_a_background_run_after_the_step_with_a_checkpoint(tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "openkontext.training.cli", "transformer", "--run", str(run), "--preset",
+               "tiny-glyph", "--steps", "100000"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not ((run / "log.jsonl").exists() and
+                                                   (run / "log.jsonl").read_text().count("flow-base") >= 3):
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err[-2000:]
+    saved = torch.load(run / "flow.pt", weights_only=False)["step"]
+    logged = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert 3 <= saved == max(logged) < 100000

@@ -47,10 +47,11 @@ THREADS = typer.Option(None, "--threads", help="torch CPU threads")
 def vae(run: Path = RUN, preset_name: str = PRESET, max_seconds: float = MAX_SECONDS, max_steps: int = MAX_STEPS,
         steps: int = STEPS, batch: int = BATCH, device: str = DEVICE, threads: int = THREADS) -> None:  # fmt: skip
     """Train (or resume) the autoencoder; prints its held-out PSNR and OCR round trip at the end."""
-    from .loop import train_vae
+    from .loop import stop_on_signals, train_vae
 
     cfg = _config(run, preset_name, steps, batch, "vae", threads)
-    records = train_vae(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device)
+    with stop_on_signals():
+        records = train_vae(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device)
     typer.echo(json.dumps(records[-1]))
 
 
@@ -59,10 +60,11 @@ def transformer(run: Path = RUN, preset_name: str = PRESET, max_seconds: float =
                 max_steps: int = MAX_STEPS, steps: int = STEPS, batch: int = BATCH, device: str = DEVICE,
                 threads: int = THREADS) -> None:  # fmt: skip
     """Train (or resume) the transformer and text encoders (rectified flow) on the run's autoencoder."""
-    from .loop import train_flow
+    from .loop import stop_on_signals, train_flow
 
     cfg = _config(run, preset_name, steps, batch, "flow", threads)
-    records = train_flow(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device)
+    with stop_on_signals():
+        records = train_flow(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device)
     typer.echo(json.dumps(records[-1]) if records else "nothing to do: the stage is complete")
 
 
@@ -71,10 +73,11 @@ def distill(run: Path = RUN, preset_name: str = PRESET, max_seconds: float = MAX
             max_steps: int = MAX_STEPS, steps: int = STEPS, batch: int = BATCH, device: str = DEVICE,
             threads: int = THREADS) -> None:  # fmt: skip
     """Guidance distillation (phase 2): embedded guidance g learns to act like classifier-free guidance at g."""
-    from .loop import train_flow
+    from .loop import stop_on_signals, train_flow
 
     cfg = _config(run, preset_name, steps, batch, "flow", threads)
-    records = train_flow(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device, phase="distill")
+    with stop_on_signals():
+        records = train_flow(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device, phase="distill")
     typer.echo(json.dumps(records[-1]) if records else "nothing to do: the stage is complete")
 
 
@@ -86,10 +89,11 @@ def cooldown(run: Path = RUN, out: Path = typer.Option(..., "--out", help="the c
     """Warmup-stable-decay: copy the run and decay its learning rate to the end in ``--steps`` steps; the original
     run goes on at its stable rate, so a cooled-down model can be exported at any point without ending it."""
     from .checkpoint import branch_for_cooldown
-    from .loop import train_flow
+    from .loop import stop_on_signals, train_flow
 
     cfg = branch_for_cooldown(run, out, steps, final_lr_ratio)
-    records = train_flow(cfg, out, max_seconds=max_seconds, device=device)
+    with stop_on_signals():
+        records = train_flow(cfg, out, max_seconds=max_seconds, device=device)
     typer.echo(json.dumps(records[-1]) if records else "nothing to do: the cooldown is complete")
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -67,13 +69,32 @@ class _Clock:
         self.max_seconds, self.period = max_seconds, period
 
     def out_of_time(self) -> bool:
-        return self.max_seconds is not None and time.monotonic() - self.start >= self.max_seconds
+        return (self.max_seconds is not None and time.monotonic() - self.start >= self.max_seconds) or _stop.is_set()
 
     def checkpoint_due(self) -> bool:
         if time.monotonic() - self.last >= self.period:
             self.last = time.monotonic()
             return True
         return False
+
+
+_stop = threading.Event()
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """While a loop runs in the main thread, SIGTERM and SIGINT end it after the current step, with a checkpoint
+    (a background run can be stopped at any time without losing the steps since the last periodic save)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _stop.clear()
+    previous = {sig: signal.signal(sig, lambda *_: _stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _setup(cfg: TrainConfig, run_dir: Path, device: str):
