@@ -408,11 +408,15 @@ class JobStore:
     # --- the workers' side ----------------------------------------------------------------------------------------
 
     @retried
-    def claim(self, worker_id: str, lease_s: float, max_attempts: int) -> Job | None:
+    def claim(
+        self, worker_id: str, lease_s: float, max_attempts: int, *, skip: Iterable[str] = ()
+    ) -> Job | None:
         """Take the oldest queued job, or a running one whose worker's lease lapsed; None if there is none.
 
-        A lapsed job that has already been started ``max_attempts`` times is left for ``fail_exhausted``.
+        A lapsed job that has already been started ``max_attempts`` times is left for ``fail_exhausted``; jobs in
+        ``skip`` (the ones this worker's pool is still running, whose lease lapsed while the store was away) too.
         """
+        skip = list(skip)
         for _ in range(5):  # another worker may take the candidate between our select and update: try the next
             now = time.time()
             claimable = or_(
@@ -422,9 +426,10 @@ class JobStore:
                 & (JobRow.attempts < max_attempts),
             )
             with self._session.begin() as session:
-                candidate = session.scalar(
-                    select(JobRow.id).where(claimable, JobRow.expires_at > now).order_by(JobRow.created_at).limit(1)
-                )
+                query = select(JobRow.id).where(claimable, JobRow.expires_at > now)
+                if skip:
+                    query = query.where(JobRow.id.not_in(skip))
+                candidate = session.scalar(query.order_by(JobRow.created_at).limit(1))
                 if candidate is None:
                     return None
                 taken = session.execute(

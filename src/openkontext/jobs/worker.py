@@ -144,8 +144,10 @@ class WorkerPool:
 
     def _work(self, faults: FaultLog) -> None:
         while not self._stop.is_set():
+            with self._held_lock:
+                held = set(self._held)
             try:
-                job = self.store.claim(self.id, self.lease_s, self.max_attempts)
+                job = self.store.claim(self.id, self.lease_s, self.max_attempts, skip=held)
             except Exception as exc:
                 self._stop.wait(backoff_s(faults.failed("claiming a job", exc)))
                 continue
@@ -217,8 +219,11 @@ class WorkerPool:
                 last_preview = now
                 try:
                     self.storage.put(preview_key(job.id), self.engine.preview(latents, sampling_size))
-                except Exception:
-                    log.exception("job %s: preview failed (the job goes on)", job.id)
+                except Exception as exc:
+                    if not environment_error(exc):
+                        log.exception("job %s: preview failed (the job goes on)", job.id)
+                    else:  # a full disk: logged once, and /ready says so; the job goes on
+                        faults.failed(f"writing a preview of job {job.id}", exc)
             if step < total and now - last_write < PROGRESS_INTERVAL_S:
                 return not self._stop.is_set()
             last_write = now
