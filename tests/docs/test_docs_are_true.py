@@ -42,7 +42,7 @@ def test_readme_shows_each_example_command_with_its_real_output():
         assert command in readme, f"README lacks the {capability} example: {command}"
         assert (root / examples.OUT / output).is_file(), f"run scripts/readme_examples.py ({output} is missing)"
         assert f"{examples.OUT}/{output}" in readme.replace(command, "")  # the output image is shown too
-    assert subprocess.run(["bash", "-n", "-c", command], check=False).returncode == 0
+        assert subprocess.run(["bash", "-n", "-c", command], check=False).returncode == 0, command
     capabilities = " ".join(capability for capability, _, _ in examples.EXAMPLES)
     for promised in ("text", "local", "global", "character", "style", "iterative", "text-to-image"):
         assert promised in capabilities
