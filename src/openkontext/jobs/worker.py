@@ -207,11 +207,12 @@ class WorkerPool:
         params = job.params
         size = tuple(params["size"]) if params.get("size") else None
         last_write = last_preview = 0.0
+        writes_resume_at = 0.0  # after a failed progress write, the next waits (backoff): the steps go on meanwhile
         last_step_at = time.monotonic()
         state = RunState.CONTINUE
 
         def on_step(step: int, total: int, latents) -> bool:
-            nonlocal last_write, last_preview, last_step_at, state
+            nonlocal last_write, last_preview, last_step_at, state, writes_resume_at
             now = time.monotonic()
             self.metrics.step_time.observe(now - last_step_at)
             last_step_at = now
@@ -224,7 +225,7 @@ class WorkerPool:
                         log.exception("job %s: preview failed (the job goes on)", job.id)
                     else:  # a full disk: logged once, and /ready says so; the job goes on
                         faults.failed(f"writing a preview of job {job.id}", exc)
-            if step < total and now - last_write < PROGRESS_INTERVAL_S:
+            if step < total and (now - last_write < PROGRESS_INTERVAL_S or now < writes_resume_at):
                 return not self._stop.is_set()
             last_write = now
             # Progress stays below 1.0 until the result is stored: 1.0 means Ready.
@@ -232,7 +233,8 @@ class WorkerPool:
                 state = self.store.set_progress(job.id, self.id, 0.99 * step / total, step)
                 faults.succeeded()
             except Exception as exc:  # progress is best effort: the job goes on, the finish is retried
-                faults.failed(f"writing the progress of job {job.id}", exc)
+                failures = faults.failed(f"writing the progress of job {job.id}", exc)
+                writes_resume_at = time.monotonic() + backoff_s(failures, first_s=2.0, max_s=10.0)
             return state == RunState.CONTINUE and not self._stop.is_set()
 
         try:
