@@ -169,6 +169,7 @@ def create_app(
         try:
             yield
         finally:  # bounded, even while the store is locked: stuck threads are daemons, their jobs' leases lapse
+            service.workers.begin_stop()  # (``api/server.py`` already did at the signal)
             service.webhooks.stop()
             service.workers.stop(timeout=settings.shutdown_timeout_s)
             service.store.close()

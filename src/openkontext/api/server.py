@@ -84,10 +84,21 @@ def protocol_for(settings: Settings) -> type[GuardedH11Protocol]:
 
 
 def serve(app, settings: Settings, log_level: str = "info") -> None:
-    """Run ``app`` until SIGTERM/SIGINT, with the connection limits of ``settings``; returns within a bounded time."""
+    """Run ``app`` until SIGTERM/SIGINT, with the connection limits of ``settings``; returns within a bounded time.
+
+    At the signal, uvicorn stops accepting and gives requests in progress ``shutdown_timeout_s`` to end; the workers
+    stop at the same moment (not after that wait), so running jobs are handed back while requests drain.
+    """
     import uvicorn
 
-    uvicorn.run(
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            service = getattr(app.state, "service", None)
+            if service is not None:
+                service.workers.begin_stop()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -97,6 +108,10 @@ def serve(app, settings: Settings, log_level: str = "info") -> None:
         limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
+    server = Server(config)
+    server.run()
+    if not server.started:
+        raise SystemExit(3)  # as uvicorn.run: start-up failed (the log says why)
     _exit_promptly(deadline_s=2.0)
 
 

@@ -512,10 +512,11 @@ class JobStore:
                 self._enqueue_webhook(session, session.get(JobRow, job_id), now)
             return changed == 1
 
-    @retried
     def release(self, job_id: str, worker_id: str, *, count_attempt: bool) -> bool:
         """Hand a running job back: claimable again at once (by any worker). ``count_attempt=False`` when the run
-        stopped for a shutdown, so it does not count towards ``max_attempts``. False if the lease was lost."""
+        stopped for a shutdown, so it does not count towards ``max_attempts``. False if the lease was lost.
+
+        One attempt, not retried: it runs while stopping, and if the store refuses, the lease lapses anyway."""
         with self._session.begin() as session:
             return session.execute(
                 update(JobRow)

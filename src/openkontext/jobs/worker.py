@@ -114,6 +114,10 @@ class WorkerPool:
             return f"no worker can make progress: {alive[0].cause}"
         return None
 
+    def begin_stop(self) -> None:
+        """Stop claiming; running jobs stop at their next step and are handed back (safe in a signal handler)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the loops; running jobs stop at their next step and are handed back. Waits at most ``timeout``."""
         self._stop.set()
