@@ -81,13 +81,13 @@ def serve(
     settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
     try:  # before the model loads: a data dir or database that cannot work fails now, with its path and cause
         check_data_dir(settings)
-        open_store(settings).close()
+        store = open_store(settings)  # opened and checked once, then served
     except StartupError as exc:
         console.print(f"[red]cannot start:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     if not settings.api_keys:
         console.print(f"[bold]API key:[/bold] see {settings.data_dir / 'api-key'}  (export BFL_API_KEY=$(cat …))")
-    serve_app(create_app(settings), settings, log_level=log_level.lower())
+    serve_app(create_app(settings, store=store), settings, log_level=log_level.lower())
 
 
 PRESERVE_HELP = "Paste-back threshold 0-1 (0: off; default: the model's own, docs/api.md)."

@@ -105,10 +105,13 @@ def open_store(settings: Settings) -> JobStore:
 
 
 def build_service(
-    settings: Settings, engine: KontextEngine | None = None, storage: LocalStorage | None = None
+    settings: Settings,
+    engine: KontextEngine | None = None,
+    storage: LocalStorage | None = None,
+    store: JobStore | None = None,
 ) -> Service:
     check_data_dir(settings, storage)
-    store = open_store(settings)
+    store = store or open_store(settings)
     configured_keys = list(settings.api_keys)
     if not configured_keys:
         key, created = ensure_local_key(settings.data_dir)
@@ -155,14 +158,18 @@ def build_service(
 
 
 def create_app(
-    settings: Settings | None = None, engine: KontextEngine | None = None, storage: LocalStorage | None = None
+    settings: Settings | None = None,
+    engine: KontextEngine | None = None,
+    storage: LocalStorage | None = None,
+    store: JobStore | None = None,
 ) -> FastAPI:
-    """The app; ``engine`` and ``storage`` replace the ones the settings describe (tests, embedding)."""
+    """The app; ``engine``, ``storage`` and ``store`` replace the ones the settings describe (tests, embedding, a
+    store the caller already opened and checked)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        service = build_service(settings, engine, storage)
+        service = build_service(settings, engine, storage, store)
         app.state.service = service
         service.workers.start()
         service.webhooks.start()
