@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from conftest import ExclusiveLock, b64, image_bytes
+from conftest import ExclusiveLock, b64, image_bytes, wait_for
 
 
 ROUTE = "/v1/flux-bagel-alpha"
@@ -106,8 +106,9 @@ def test_sigterm_hands_the_running_job_back(start_server, tmp_path):
 
 def test_sigterm_ends_the_server_in_bounded_time_while_the_store_is_locked(start_server, tmp_path):
     data_dir = tmp_path / "data"
-    server = start_server(data_dir, model="random", shutdown_timeout_s=2)  # the store's own timeouts: defaults
-    body = {"prompt": "paint it", "input_image": b64(image_bytes((256, 192))), "steps": 150, "seed": 1}
+    settings = dict(model="tiny", shutdown_timeout_s=2, lease_s=3)  # the store's own timeouts: defaults
+    server = start_server(data_dir, **settings)
+    body = {"prompt": "paint it", "input_image": b64(image_bytes((96, 64))), "steps": 150, "seed": 1}
     with server.client() as client:
         task_id = client.post(ROUTE, json=body).json()["id"]
         wait_running(client, task_id)
@@ -124,7 +125,13 @@ def test_sigterm_ends_the_server_in_bounded_time_while_the_store_is_locked(start
     waiting.join(10)
     assert answers and answers[0] != 200  # refused or cut off, never stored half-way
     status, *_ = job_row(data_dir, task_id)
-    assert status == "running"  # not lost, not failed: it runs again once its lease lapses
+    assert status == "running"  # not lost, not failed: it runs again once its lease lapses …
+
+    restarted = start_server(data_dir, **settings)
+    with restarted.client() as client:
+        assert wait_for(client, task_id, timeout=120)["status"] == "Ready"  # … and ends, once
+    with sqlite3.connect(data_dir / "openkontext.db") as db:
+        assert db.execute("select status, count(*) from jobs group by status").fetchall() == [("ready", 1)]
 
 
 def _submit(server, body) -> int | str:
