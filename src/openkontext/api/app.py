@@ -210,13 +210,14 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
-RETRY_AFTER_S = "5"
+RETRY_AFTER_S = "5"  # a locked or restarting store is usually back within seconds
+DISK_FULL_RETRY_AFTER_S = "30"  # space comes back when someone frees it
 
 
 def _disk_full(request: Request) -> JSONResponse:
     log.warning("%s %s: refused, the disk is full", request.method, request.url.path)
     return JSONResponse({"detail": "insufficient storage: the server's disk is full; retry later"}, status_code=507,
-                        headers={"Retry-After": RETRY_AFTER_S})  # fmt: skip
+                        headers={"Retry-After": DISK_FULL_RETRY_AFTER_S})  # fmt: skip
 
 
 async def _store_unavailable(request: Request, exc: DBAPIError) -> JSONResponse:

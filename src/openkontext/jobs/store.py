@@ -333,8 +333,8 @@ class JobStore:
         except IntegrityError:
             existing = self.find_idempotent(owner, idempotency[0]) if idempotency else None
             if existing is None:
-                stored = self.get(job_id, owner)
-                if stored is not None and stored.created_at == now:  # a retry after a commit whose answer was lost
+                stored = self.get(job_id, owner)  # ids are fresh UUIDs: this is our own earlier attempt, whose
+                if stored is not None:  # commit went through but whose answer was lost (a dropped connection)
                     return stored
                 raise
             raise IdempotencyConflict(*existing) from None
