@@ -98,6 +98,26 @@ def test_a_submit_the_store_cannot_take_is_503_with_retry_after_and_leaves_nothi
         assert client.post(ROUTE, json={**body, "seed": 2}).status_code == 200
 
 
+def test_a_short_lock_is_ridden_out_by_bounded_retries(start_server, tmp_path):
+    data_dir = tmp_path / "data"
+    # Each statement gives up on the lock after 0.2 s; the store retries the operation for up to 10 s.
+    server = start_server(data_dir, workers=0, store_busy_timeout_s=0.2, store_retry_s=10)
+    body = {"prompt": "paint it", "input_image": b64(image_bytes((64, 48))), "steps": 2}
+    with server.client() as client:
+        assert client.post(ROUTE, json=body).status_code == 200
+        lock = ExclusiveLock(data_dir / "openkontext.db", seconds=1.5)
+        try:
+            began = time.monotonic()
+            accepted = client.post(ROUTE, json={**body, "seed": 1})
+            waited = time.monotonic() - began
+            lock.wait()
+        finally:
+            lock.kill()
+    assert accepted.status_code == 200, accepted.text
+    assert waited > 0.5  # it did wait for the lock
+    assert sqlite_value(data_dir, "select count(*) from jobs") == 2
+
+
 # --- a full disk ----------------------------------------------------------------------------------------------------
 
 SIMULATED_DISK = [sys.executable, str(Path(__file__).with_name("simulated_disk_server.py"))]
