@@ -190,10 +190,10 @@ class KontextEngine:
             pipeline.glyph_image = render_glyphs(prompt, glyph_strip_size(width, height))
         max_sequence_length = self.info.text_length(prompt)
         preserve = self.info.preserve if preserve is None else preserve
-        cfg = {}
+        true_cfg = {}  # classifier-free guidance against the empty prompt, for models trained for it
         if self.info.guidance_mode == "cfg" and guidance > 1:
-            cfg = dict(true_cfg_scale=guidance,
-                       **self.runtime.prompt_arguments(pipeline, "", max_sequence_length, negative=True))
+            negative = self.runtime.prompt_arguments(pipeline, "", max_sequence_length, negative=True)
+            true_cfg = dict(true_cfg_scale=guidance, **negative)
         with self.runtime.session(pipeline):
             latents = pipeline(
                 image=(context[0] if len(context) == 1 else context) if context else None,
@@ -208,14 +208,14 @@ class KontextEngine:
                 max_sequence_length=max_sequence_length,
                 callback_on_step_end=step_end,
                 output_type="latent",
-                **cfg,
+                **true_cfg,
             ).images
             if stopped:
                 raise EditCancelled
             result = self._decode(pipeline, latents, width, height)
             if preserve and context:
-                result = paste_back(result, context[0], self._decode(pipeline, pipeline.context_latents, width, height),
-                                    threshold=preserve)  # fmt: skip
+                context_decode = self._decode(pipeline, pipeline.context_latents, width, height)
+                result = paste_back(result, context[0], context_decode, threshold=preserve)
         return result if result.size == output else result.resize(output, Image.Resampling.LANCZOS)
 
     @torch.no_grad()
