@@ -25,6 +25,18 @@ from .tiny_autoencoder import TinyAutoencoder
 # imported (it never imports code because a folder names it); the default model's autoencoder is this one.
 LOCAL_COMPONENTS = (TinyAutoencoder,)
 
+
+class _ExpectedLocalComponents(logging.Filter):
+    """diffusers warns that a pipeline's autoencoder is not an AutoencoderKL; ours is one of LOCAL_COMPONENTS."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Expected types for") and
+                    any(cls.__name__ in message for cls in LOCAL_COMPONENTS))  # fmt: skip
+
+
+logging.getLogger("diffusers.pipelines.pipeline_utils").addFilter(_ExpectedLocalComponents())
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"

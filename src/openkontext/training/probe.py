@@ -45,21 +45,24 @@ def probe_cases(size: int, n: int = PROBE_CASES) -> dict[str, list]:
 
 
 class Probe:
-    def __init__(self, cfg: TrainConfig, run_dir: Path, pipeline, device):
+    """``run_dir`` caches the encoded cases (None: no cache); ``cases`` below 64 gives a quicker, noisier probe."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path | None, pipeline, device, cases: int = PROBE_CASES):
         self.pipeline, self.device = pipeline, device
         self.text_length = text_length_for(cfg.architecture)
-        cache = Path(run_dir) / "probe.pt"
-        if cache.exists():
+        cache = None if run_dir is None else Path(run_dir) / "probe.pt"
+        if cache is not None and cache.exists():
             self.batches = torch.load(cache, weights_only=False)
         else:
-            self.batches = self._encode(cfg.architecture.native_side, cfg.architecture.glyph_context)
-            torch.save(self.batches, cache)
+            self.batches = self._encode(cfg.architecture.native_side, cfg.architecture.glyph_context, cases)
+            if cache is not None:
+                torch.save(self.batches, cache)
 
-    def _encode(self, size: int, glyphs: bool) -> dict[str, EncodedBatch]:
+    def _encode(self, size: int, glyphs: bool, n: int) -> dict[str, EncodedBatch]:
         from .data import EditBatch
 
         batches = {}
-        for category, cases in probe_cases(size).items():
+        for category, cases in probe_cases(size, n).items():
             contexts = [c for c, _, _, _ in cases]
             pixels = EditBatch(
                 context=None if contexts[0] is None else torch.stack([to_tensor(c) for c in contexts]),
