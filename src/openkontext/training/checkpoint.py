@@ -172,8 +172,9 @@ def model_card(pipeline, cfg: TrainConfig, steps: dict, name: str, bench_table: 
     rows = "\n".join(f"| {n} | {type(getattr(pipeline, n)).__name__} | {v / 1e6:.2f} M |" for n, v in params.items())
     return f"""# {name}
 
-The FLUX.1 Kontext architecture at toy scale, trained from scratch on the OpenKontext toy world
-(`openkontext.toyworld`). Served by diffusers' `FluxKontextPipeline` unchanged (`load_engine(folder)`).
+The FLUX.1 Kontext architecture at toy scale, its transformer and text encoders trained on the OpenKontext toy world
+(`openkontext.toyworld`){_start_line(cfg)}. Served by diffusers' `FluxKontextPipeline` unchanged
+(`load_engine(folder)`).
 
 ## Architecture
 
@@ -218,6 +219,10 @@ floor and the ground-truth ceiling:
   `toyworld/data/words.txt`).
 - Code: diffusers and transformers (Apache-2.0).
 """
+
+
+def _start_line(cfg: TrainConfig) -> str:
+    return f", warm-started from the tensors of `{cfg.flow.init_from}` where shapes fit" if cfg.flow.init_from else ""
 
 
 def _data_line(cfg: TrainConfig) -> str:
