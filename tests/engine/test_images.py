@@ -8,7 +8,10 @@ from __future__ import annotations
 import base64
 import io
 import struct
+import sys
+import threading
 import time
+import warnings
 import zlib
 
 import numpy as np
@@ -264,6 +267,81 @@ def test_our_limit_governs_not_pillows_global_default(monkeypatch):
     assert allowed.size == (40, 40)
     with pytest.raises(ImageInputError, match="limit"):
         decode_image(encode(noise(100, 60), "PNG"), max_pixels=10_000)  # over both
+
+
+# --- threads: Pillow's DecompressionBombWarning without the process-wide warning filters ------------------------------
+
+
+def _forbidden(name: str):
+    def call(*args, **kwargs):
+        raise AssertionError(f"decode_image called warnings.{name}: the warning filters are process-wide")
+
+    return call
+
+
+def test_decode_over_pillows_warning_threshold_neither_warns_nor_touches_the_warning_filters(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow warns above 1000 px and refuses above 2000
+    over_warning = encode(noise(40, 40), "PNG")  # 1600 px
+    over_cap = encode(noise(50, 50), "PNG")  # 2500 px
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning out of decode_image would be raised here
+        filters, snapshot = warnings.filters, list(warnings.filters)
+        with monkeypatch.context() as patch:  # undone before pytest's own teardown uses catch_warnings again
+            for name in ("catch_warnings", "simplefilter", "filterwarnings", "resetwarnings"):
+                patch.setattr(warnings, name, _forbidden(name))
+            assert decode_image(over_warning, max_pixels=10_000).size == (40, 40)
+            with pytest.raises(ImageInputError, match="more pixels than the limit of 2000"):  # the hard cap stays
+                decode_image(over_cap, max_pixels=10_000)
+        assert warnings.filters is filters and warnings.filters == snapshot
+    with pytest.warns(Image.DecompressionBombWarning):  # outside decode_image Pillow still warns as always
+        Image.open(io.BytesIO(over_warning))
+
+
+def test_concurrent_decodes_leave_another_threads_warnings_alone(monkeypatch):
+    """Request threads decode images over Pillow's warning threshold while another thread opens such images with
+    Pillow directly and relies on its normal warning: every one of its warnings arrives, none from the decoders."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    raw = encode(noise(40, 40), "PNG")  # 1600 px: over the (patched) warning threshold, under the hard cap
+    decoders, rounds = 4, 150
+    start = threading.Barrier(decoders + 1)
+    failures: list[BaseException] = []
+
+    def guarded(work):
+        def run():
+            try:
+                start.wait()
+                for _ in range(rounds):
+                    work()
+            except BaseException as exc:  # reported by the main thread
+                failures.append(exc)
+
+        return run
+
+    def decode():
+        assert decode_image(raw, max_pixels=10_000).size == (40, 40)
+
+    def open_with_pillow():
+        Image.open(io.BytesIO(raw))
+
+    switch = sys.getswitchinterval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        filters = list(warnings.filters)
+        sys.setswitchinterval(1e-5)  # switch threads often, so any shared-state race shows
+        try:
+            threads = [threading.Thread(target=guarded(decode)) for _ in range(decoders)]
+            threads.append(threading.Thread(target=guarded(open_with_pillow)))
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=120)
+        finally:
+            sys.setswitchinterval(switch)
+        assert warnings.filters == filters
+    assert not failures, failures
+    assert not any(thread.is_alive() for thread in threads)
+    bombs = [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert len(bombs) == rounds  # the observer's own, each once
 
 
 # --- base64 ---------------------------------------------------------------------------------------------------------

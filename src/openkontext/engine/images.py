@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import io
 import re
-import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -18,6 +18,31 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w/+.-]*)(?P<params>(;[\w=.+-]+)*);base
 
 class ImageInputError(ValueError):
     """The bytes given as an image cannot be used; the message says why, for the client."""
+
+
+# Pillow warns (DecompressionBombWarning) when an image has more than Image.MAX_IMAGE_PIXELS pixels and raises
+# DecompressionBombError above twice that. Inside decode_image our own ``max_pixels`` is the limit, so the warning is
+# noise there — but silencing it with ``warnings.catch_warnings`` swaps the process-wide warning filters, which is not
+# thread-safe: request threads decoding at once can leave a filter behind or drop warnings of unrelated threads.
+# Pillow runs every one of its checks (open, seek, load; all plugins) through ``Image._decompression_bomb_check``, so
+# that one function is wrapped, once, at import: while this thread (context) is inside decode_image it runs with
+# ``error_only=True`` (the hard cap still raises, nothing is warned); everywhere else it is Pillow's own, unchanged.
+def _hook_bomb_check() -> contextvars.ContextVar[bool]:
+    installed = getattr(Image._decompression_bomb_check, "_openkontext_inside", None)
+    if installed is not None:  # this module was reloaded: keep the one hook and its flag
+        return installed
+    original = Image._decompression_bomb_check
+    inside: contextvars.ContextVar[bool] = contextvars.ContextVar("openkontext_inside_decode", default=False)
+
+    def check(size: tuple[int, int], *, error_only: bool = False) -> None:
+        original(size, error_only=error_only or inside.get())
+
+    check._openkontext_inside = inside  # type: ignore[attr-defined]
+    Image._decompression_bomb_check = check
+    return inside
+
+
+_inside_decode = _hook_bomb_check()
 
 
 def decode_base64(data: str) -> bytes:
@@ -42,20 +67,20 @@ def decode_image(raw: bytes, *, max_pixels: int) -> Image.Image:
     The pixel count is checked from the header before any pixel is decoded, so a decompression bomb costs nothing.
     EXIF orientation is applied; transparency is composited onto white; animations use their first frame.
     """
+    # ``max_pixels`` below is the limit, not Pillow's default MAX_IMAGE_PIXELS (≈ 89 M, a warning): see
+    # _hook_bomb_check — thread-safe, unlike warnings.catch_warnings.
+    inside = _inside_decode.set(True)
     try:
-        with warnings.catch_warnings():
-            # ``max_pixels`` below is the limit, not Pillow's default MAX_IMAGE_PIXELS (≈ 89 M, a warning).
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(raw))
-            if image.format not in ACCEPTED_INPUT_FORMATS:
-                raise ImageInputError(f"unsupported image format {image.format}; send JPEG, PNG or WebP")
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageInputError(f"image is {width}x{height} pixels, more than the limit of {max_pixels}")
-            if getattr(image, "n_frames", 1) > 1:
-                image.seek(0)
-            image.load()
-            image = ImageOps.exif_transpose(image)
+        image = Image.open(io.BytesIO(raw))
+        if image.format not in ACCEPTED_INPUT_FORMATS:
+            raise ImageInputError(f"unsupported image format {image.format}; send JPEG, PNG or WebP")
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageInputError(f"image is {width}x{height} pixels, more than the limit of {max_pixels}")
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)
+        image.load()
+        image = ImageOps.exif_transpose(image)
     except ImageInputError:
         raise
     except Image.DecompressionBombError:  # Pillow's hard cap, 2 × MAX_IMAGE_PIXELS, also read from the header
@@ -65,6 +90,8 @@ def decode_image(raw: bytes, *, max_pixels: int) -> Image.Image:
         raise ImageInputError("data is not a decodable image (JPEG, PNG or WebP)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageInputError(f"image is corrupt or truncated ({type(exc).__name__})") from None
+    finally:
+        _inside_decode.reset(inside)
     return to_rgb(image)
 
 
