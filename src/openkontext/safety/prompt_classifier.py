@@ -161,11 +161,3 @@ class PromptClassifier:
             by_category[concept.category] = max(value, by_category.get(concept.category, -1.0))
         best = int(per_concept.argmax())
         return PromptScore(float(per_concept[best]), self.concepts[best].category, by_category)
-
-    def concept_scores(self, prompt: str) -> list[tuple[float, Concept]]:
-        """Every concept's best similarity to the prompt, highest first (for calibration and debugging)."""
-        views = prompt_views(normalise(prompt))
-        self.load()
-        with self._lock:
-            similarity = (self._embed(views) @ self._concept_vectors.T).max(0).values
-        return sorted(((float(s), c) for s, c in zip(similarity, self.concepts)), key=lambda item: -item[0])

@@ -56,15 +56,6 @@ def _lit(rgb: RGB, time: str) -> RGB:
     return mix(out, (255, 150, 90), 0.12) if time == "sunset" else out
 
 
-def background_colors(kind: str, time: str, weather: str) -> tuple[RGB, RGB]:
-    """(sky or wall colour, ground colour) at mid height: used by the text-to-image content check."""
-    if kind in INDOOR_KINDS:
-        return (232, 218, 188), GROUND[kind][0]
-    top, bottom = _sky(time, weather)
-    ground = _ground(kind, time, weather)
-    return mix(top, bottom, 0.5), mix(*ground, 0.5)
-
-
 def _sky(time: str, weather: str) -> tuple[RGB, RGB]:
     top, bottom = SKY[time]
     if weather in ("rain", "snow"):

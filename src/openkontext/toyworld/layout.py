@@ -7,7 +7,7 @@ import random
 
 from . import text as textmod
 from .backgrounds import INDOOR_KINDS, SCENE_KINDS, TIMES, WEATHERS
-from .characters import ACCESSORIES, Identity, random_identity
+from .characters import ACCESSORIES, random_identity
 from .colors import OBJECT_COLORS, TEXT_STYLES
 from .objects import OBJECT_KINDS
 from .scene import CARRIERS, Box, Character, Item, Obj, Scene, Sign
@@ -135,7 +135,3 @@ def random_scene(rng: random.Random, split: str, size: tuple[int, int], *, objec
 
 def find(scene: Scene, cls) -> list[int]:
     return [i for i, it in enumerate(scene.items) if isinstance(it, cls)]
-
-
-def identity_of(item: Character) -> Identity:
-    return item.ident

@@ -281,10 +281,6 @@ def item_masks(scene: Scene, size: int | tuple[int, int], items=None) -> np.ndar
     return np.asarray(canvas.getchannel("A").reduce(SUPERSAMPLE)) == 255
 
 
-def scale_box(box: Box, factor: float) -> Box:
-    return tuple(v / factor for v in box)  # type: ignore[return-value]
-
-
 def pixel_bbox(item: Item, size: int | tuple[int, int]) -> list[int]:
     """The item's bounding box in output pixels, clipped to the image: [x0, y0, x1, y1]."""
     w, h = normalize_size(size)

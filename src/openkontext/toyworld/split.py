@@ -35,10 +35,6 @@ def is_heldout_value(value: object) -> bool:
     return stable_hash(value) % HELDOUT_MODULUS == 0
 
 
-def split_of_value(value: object) -> str:
-    return "heldout" if is_heldout_value(value) else "train"
-
-
 def is_heldout_phrasing(index: int) -> bool:
     return index % PHRASING_PERIOD == PHRASING_PERIOD - 1
 
