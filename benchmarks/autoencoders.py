@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from openkontext.bench.drawn import drawn_images
+from openkontext.quality.drawn import drawn_images
 from openkontext.training.vae import evaluate_vae, psnr, round_trip
 
 

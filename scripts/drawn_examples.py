@@ -2,7 +2,7 @@
 
     python scripts/drawn_examples.py [--model default] [--out docs/images/drawn.png] [--steps 50]
 
-The images and prompts are ``openkontext.bench.drawn`` (a flat graphic, a logo, a hand-drawn sign, a texture);
+The images and prompts are ``openkontext.quality.drawn`` (a flat graphic, a logo, a hand-drawn sign, a texture);
 there is no ground truth, so the sheet is for looking at: what a model does one step away from its training data.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from openkontext.bench.drawn import DRAWN_EDITS, drawn_images
+from openkontext.quality.drawn import DRAWN_EDITS, drawn_images
 from openkontext.engine.loading import load_engine
 
 CAPTION = 18

@@ -251,7 +251,7 @@ def download(
 
 def engine_editor(model: str, preserve: float | None = None):
     """``--model`` for the benchmark: a built-in reference editor's name, or a model for ``load_engine``."""
-    from .bench.cli import BUILTIN_EDITORS
+    from .quality.cli import BUILTIN_EDITORS
     from .engine.loading import load_engine
 
     if model in BUILTIN_EDITORS:
@@ -267,7 +267,7 @@ def engine_editor(model: str, preserve: float | None = None):
 
 
 def _register_subcommands() -> None:
-    from .bench.cli import make_app as make_bench_app
+    from .quality.cli import make_app as make_bench_app
     from .toyworld.cli import app as toyworld_app
     from .training.cli import app as train_app
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from openkontext.bench.metrics import as_array, psnr
-from openkontext.bench.runner import bench_cases
+from openkontext.quality.metrics import as_array, psnr
+from openkontext.quality.runner import bench_cases
 from openkontext.engine.loading import DEFAULT_MODEL_DIR, load_engine
 
 STEPS = 20

@@ -149,8 +149,8 @@ def bench(model: Path = typer.Option(..., "--model", help="an exported folder or
           guidance: float = typer.Option(3.0, "--guidance"), out: Path = typer.Option(None, "--out"),
           categories: str = typer.Option(None, "--categories")) -> None:  # fmt: skip
     """Benchmark an exported folder or a run's latest weights (with the copy-input and ground-truth references)."""
-    from openkontext.bench import run_bench
-    from openkontext.bench.report import markdown_table
+    from openkontext.quality import run_bench
+    from openkontext.quality.report import markdown_table
 
     from .export_engine import engine_from_folder, engine_from_run
 

@@ -268,7 +268,7 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
 
 def bench_samples(run_dir: Path, step: int, n: int = 1, steps: int = 20) -> dict:
     """A small benchmark of the run's current (EMA) weights: per-category success, sheets in samples/STEP."""
-    from openkontext.bench import run_bench
+    from openkontext.quality import run_bench
 
     from .export_engine import engine_from_run
 

@@ -57,7 +57,7 @@ def evaluate_vae(vae: AutoencoderKL, n: int = 16, size: int = 256, ocr: bool = T
                                                                    for i in range(n))]  # fmt: skip
     result = {"psnr": float(np.mean(values)), "n": n}
     if ocr:
-        from openkontext.bench import ocr as bench_ocr
+        from openkontext.quality import ocr as bench_ocr
 
         if bench_ocr.available():
             read_before = read_after = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from openkontext.bench import ocr
+from openkontext.quality import ocr
 from openkontext.toyworld import generate
 
 pytestmark = pytest.mark.skipif(not ocr.available(), reason="rapidocr + onnxruntime not installed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from openkontext.bench.drawn import DRAWN_EDITS, drawn_images
+from openkontext.quality.drawn import DRAWN_EDITS, drawn_images
 
 
 def test_drawn_images_are_deterministic_and_cover_every_edit():

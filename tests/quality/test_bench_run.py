@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from openkontext.bench import ocr
-from openkontext.bench.cli import make_app
-from openkontext.bench.editors import copy_input, unrelated_scene, wrong_edit
-from openkontext.bench.metrics import psnr
-from openkontext.bench.runner import bench_cases, run_bench, sweep
+from openkontext.quality import ocr
+from openkontext.quality.cli import make_app
+from openkontext.quality.editors import copy_input, unrelated_scene, wrong_edit
+from openkontext.quality.metrics import psnr
+from openkontext.quality.runner import bench_cases, run_bench, sweep
 from openkontext.toyworld import CATEGORIES
 
 needs_ocr = pytest.mark.skipif(not ocr.available(), reason="rapidocr + onnxruntime not installed")
