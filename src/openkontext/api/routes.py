@@ -163,18 +163,30 @@ def list_tasks(
     request: Request,
     owner: Owner,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=32, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[str | None, Query(max_length=128, description="next_cursor of the previous page")] = None,
 ) -> TaskList:
+    # The cursor, opaque to clients, is the keyset (created_at, id) of the page's last task as unpadded URL-safe
+    # base64 of "<created_at> <id>": tasks created at the same instant are neither skipped nor repeated (list_for).
+    import base64  # local: only this route needs them
+    import math
+
     before = None
     if cursor is not None:
         try:
-            before = float(cursor)
-        except ValueError:
+            text = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode("ascii")
+            created_at, _, job_id = text.partition(" ")
+            before = (float(created_at), job_id)
+            if not (math.isfinite(before[0]) and 0 < len(job_id) <= 36 and job_id.replace("-", "").isalnum()):
+                raise ValueError(cursor)
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors too
             raise HTTPException(422, "cursor must be a next_cursor value from a previous page") from None
     jobs = service_of(request).store.list_for(owner, limit=limit + 1, before=before)
     page, more = jobs[:limit], len(jobs) > limit
-    return TaskList(tasks=[ResultResponse(**view_of(request, job)) for job in page],
-                    next_cursor=repr(page[-1].created_at) if more else None)  # fmt: skip
+    next_cursor = None
+    if more:
+        keyset = f"{page[-1].created_at!r} {page[-1].id}"  # repr: the float comes back exactly
+        next_cursor = base64.urlsafe_b64encode(keyset.encode()).decode().rstrip("=")
+    return TaskList(tasks=[ResultResponse(**view_of(request, job)) for job in page], next_cursor=next_cursor)
 
 
 @router.get(

@@ -115,6 +115,7 @@ class JobRow(Base):
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_owner_status", "owner", "status"),
+        Index("ix_jobs_owner_created", "owner", "created_at", "id"),  # list_for's pages, in their order
         Index("ix_jobs_expires", "expires_at"),
     )
 
@@ -368,13 +369,17 @@ class JobStore:
             return (ahead or 0) + 1
 
     @retried
-    def list_for(self, owner: str, *, limit: int, before: float | None = None) -> list[Job]:
-        """The owner's unexpired jobs, newest first, created before ``before`` (a cursor) if given."""
+    def list_for(self, owner: str, *, limit: int, before: tuple[float, str] | None = None) -> list[Job]:
+        """The owner's unexpired jobs, newest first by (created_at, id) — a total order, so pages neither skip nor
+        repeat jobs created at the same instant. ``before`` is the (created_at, id) of the previous page's last job;
+        ix_jobs_owner_created serves the page in order, without a sort or a scan of the owner's other jobs."""
         with self._session() as session:
             query = select(JobRow).where(JobRow.owner == owner, JobRow.expires_at > time.time())
             if before is not None:
-                query = query.where(JobRow.created_at < before)
-            rows = session.scalars(query.order_by(JobRow.created_at.desc()).limit(limit)).all()
+                created_at, job_id = before
+                query = query.where(JobRow.created_at <= created_at,  # the index range; then the tie-break
+                                    or_(JobRow.created_at < created_at, JobRow.id < job_id))  # fmt: skip
+            rows = session.scalars(query.order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit)).all()
             return [Job.from_row(row) for row in rows]
 
     @retried
