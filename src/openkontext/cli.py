@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,9 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from .api.signing import redact_signatures
+from .quiet import quiet_libraries
 
-# transformers warns at import about optional image backends we never use; keep the CLI's output about the edit.
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+quiet_libraries()  # before any command imports the engine: keep the CLI's output about the edit
 
 app = typer.Typer(help="OpenKontext: in-context image editing with a BFL-compatible API.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -36,8 +35,8 @@ class _RedactSignatures(logging.Filter):
 
 def _setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "diffusers", "transformers"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    logging.getLogger("httpx").setLevel(logging.ERROR)
+    quiet_libraries()
     logging.getLogger("uvicorn.access").addFilter(_RedactSignatures())
     # loading a model folder draws diffusers' and transformers' own progress bars; the CLI shows the edit's only
     from diffusers.utils import logging as diffusers_logging
@@ -216,11 +215,11 @@ def poll(
     """Print a task's status (JSON), optionally waiting for it to end."""
     import json
 
-    from .client import TERMINAL
+    from .client import has_ended
 
     with _client(server, key) as client:
         state = client.get_result(task_id)
-        while wait and state["status"] not in TERMINAL:
+        while wait and not has_ended(state["status"]):
             time.sleep(0.5)
             state = client.get_result(task_id)
     typer.echo(json.dumps(state, indent=2))

@@ -23,8 +23,18 @@ from typing import Any
 import httpx
 from PIL import Image
 
-TERMINAL = {"Ready", "Error", "Request Moderated", "Content Moderated", "Task not found"}
+from .statuses import TaskStatus
+
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+
+
+def has_ended(status: str) -> bool:
+    """Polling again would not change the task. A status this client does not know (a newer server's) counts as
+    still running: ``wait``'s timeout bounds it."""
+    try:
+        return TaskStatus(status).ended
+    except ValueError:
+        return False
 
 
 class OpenKontextError(Exception):
@@ -50,7 +60,7 @@ class ModerationError(OpenKontextError):
 
 
 class TaskFailed(OpenKontextError):
-    """The task ended in Error, or was not found."""
+    """The task ended in Error or Cancelled, or was not found."""
 
     def __init__(self, status: str, details: Any):
         super().__init__(f"{status}: {details}")
@@ -135,18 +145,21 @@ class Client:
     def get_result(self, task_id: str) -> dict[str, Any]:
         return self._json(self._http.get("/v1/get_result", params={"id": task_id}))
 
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Cancel a queued or running task (an OpenKontext extension); returns its state after the request."""
+        return self._json(self._http.post("/v1/cancel", params={"id": task_id}))
+
     def wait(self, task_id: str, *, poll_interval: float = 0.5, timeout: float | None = None) -> dict[str, Any]:
         """Poll until the task ends; returns the Ready response, raises on any other end."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             state = self.get_result(task_id)
             status = state["status"]
-            if status == "Ready":
+            if status == TaskStatus.READY:
                 return state
-            if status in ("Request Moderated", "Content Moderated"):
-                raise ModerationError(status, state.get("details"))
-            if status in TERMINAL:
-                raise TaskFailed(status, state.get("details"))
+            if has_ended(status):
+                error = ModerationError if TaskStatus(status).moderated else TaskFailed
+                raise error(status, state.get("details"))
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"task {task_id} still {status} after {timeout} s")
             time.sleep(poll_interval)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import KEY_A, image_bytes
-from openkontext.client import APIError, Client, ModerationError
+from openkontext.client import APIError, Client, ModerationError, TaskFailed
 
 
 def run_cli(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
@@ -44,6 +44,22 @@ def test_client_raises_clear_errors(start_server):
     with Client(server.url, api_key="wrong") as client, pytest.raises(APIError) as forbidden:
         client.submit("x", image_bytes())
     assert forbidden.value.status_code == 403
+
+
+def test_waiting_on_a_cancelled_task_ends_at_once(start_server, tmp_path):
+    server = start_server(workers=0)  # nothing runs: the task stays queued until it is cancelled
+    common = ["--server", server.url, "--key", KEY_A]
+    with Client(server.url, api_key=KEY_A) as client:
+        task_id = client.submit("make it blue", image_bytes(), steps=2)["id"]
+        with server.client() as http:
+            assert http.post("/v1/cancel", params={"id": task_id}).json()["status"] == "Cancelled"
+        with pytest.raises(TaskFailed) as failed:
+            client.wait(task_id, poll_interval=0.05, timeout=20)
+    assert failed.value.status == "Cancelled"
+    polled = run_cli("poll", task_id, "--wait", *common, timeout=60)
+    assert polled.returncode == 0 and json.loads(polled.stdout)["status"] == "Cancelled"
+    downloaded = run_cli("download", task_id, "-o", str(tmp_path / "out"), *common, timeout=60)
+    assert downloaded.returncode != 0 and "Cancelled" in downloaded.stderr
 
 
 def test_cli_submit_poll_download(server, tmp_path):

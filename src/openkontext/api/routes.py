@@ -18,8 +18,9 @@ from fastapi.responses import Response, StreamingResponse
 from fastapi.security import APIKeyHeader
 
 from ..engine.images import media_type
-from ..jobs.store import Job, JobStatus
-from ..jobs.worker import preview_key
+from ..jobs.keys import preview_key, result_path
+from ..jobs.store import Job
+from ..statuses import JobStatus, TaskStatus
 from .schemas import (
     AlphaEditRequest,
     ErrorResponse,
@@ -32,7 +33,7 @@ from .schemas import (
 )
 from .signing import signed_params
 from .submit import submit
-from .views import WIRE_STATUS, task_view
+from .views import task_view
 
 router = APIRouter()
 
@@ -80,7 +81,7 @@ def accepted(request: Request, job: Job) -> SubmitResponse | WebhookSubmitRespon
     """BFL's answer to a submit: with a webhook_url it is the webhook variant (id, status, webhook_url)."""
     polling_url = f"{base_url(request)}/v1/get_result?id={job.id}"
     if job.webhook_url:
-        return WebhookSubmitResponse(id=job.id, status=WIRE_STATUS[job.status], webhook_url=job.webhook_url,
+        return WebhookSubmitResponse(id=job.id, status=job.status.wire, webhook_url=job.webhook_url,
                                      polling_url=polling_url)  # fmt: skip
     return SubmitResponse(id=job.id, polling_url=polling_url)
 
@@ -135,7 +136,7 @@ def view_of(request: Request, job: Job) -> dict[str, Any]:
 
 
 def not_found(task_id: str) -> dict[str, Any]:
-    return ResultResponse(id=task_id, status="Task not found").model_dump()
+    return ResultResponse(id=task_id, status=TaskStatus.TASK_NOT_FOUND).model_dump()
 
 
 @router.get("/v1/get_result", response_model=ResultResponse, responses=AUTH_ERRORS, tags=["tasks"],
@@ -237,18 +238,19 @@ def download_result(
 ) -> Response:
     service = service_of(request)
     signed = signed_params(request.url.query)  # the one canonical form; exp and sig above document the parameters
-    if signed is None or not service.signer.verify(f"/results/{job_id}/{filename}", *signed):
+    path = f"/results/{job_id}/{filename}"
+    if signed is None or not service.signer.verify(path, *signed):
         raise HTTPException(403, "invalid or expired signature")
     exp = signed[0]
     job = service.store.get(job_id)
-    if job is None or job.status != JobStatus.READY or job.result_key != f"{job_id}/{filename}":
+    if job is None or job.status != JobStatus.READY or result_path(job.result_key) != path:
         raise HTTPException(404, "result not found (it may have been purged)")
     try:
         data = service.storage.get(job.result_key)
     except FileNotFoundError:
         raise HTTPException(404, "result not found (it may have been purged)") from None
     max_age = max(0, int(exp) - int(time.time()))
-    return Response(data, media_type=media_type(job.params["output_format"]),
+    return Response(data, media_type=media_type(job.spec.output_format),
                     headers={"Cache-Control": f"private, max-age={max_age}"})  # fmt: skip
 
 

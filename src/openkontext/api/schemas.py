@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from ..engine.buckets import parse_aspect_ratio
+from ..statuses import TaskStatus
 
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 
@@ -119,7 +120,7 @@ class WebhookSubmitResponse(BaseModel):
     """BFL's submit response when a ``webhook_url`` was given (plus ``polling_url``, which BFL clients also read)."""
 
     id: str
-    status: str
+    status: TaskStatus
     webhook_url: str
     polling_url: str
 
@@ -128,9 +129,7 @@ class ResultResponse(BaseModel):
     """``GET /v1/get_result``: ``status`` is one of BFL's strings; ``result`` is set when Ready."""
 
     id: str
-    status: Literal[
-        "Task not found", "Pending", "Request Moderated", "Content Moderated", "Ready", "Error", "Cancelled"
-    ]
+    status: TaskStatus
     result: dict[str, Any] | None = None
     progress: float | None = None
     queue_position: int | None = Field(None, description="While queued: 1 is next to run.")

@@ -5,22 +5,14 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ..jobs.store import Job, JobStatus, WebhookEvent
+from ..jobs.keys import result_path
+from ..jobs.store import Job, WebhookEvent
+from ..statuses import JobStatus
 from .signing import UrlSigner
-
-WIRE_STATUS = {
-    JobStatus.QUEUED: "Pending",
-    JobStatus.RUNNING: "Pending",
-    JobStatus.READY: "Ready",
-    JobStatus.ERROR: "Error",
-    JobStatus.REQUEST_MODERATED: "Request Moderated",
-    JobStatus.CONTENT_MODERATED: "Content Moderated",
-    JobStatus.CANCELLED: "Cancelled",
-}
 
 
 def sample_url(job: Job, base_url: str, signer: UrlSigner) -> str:
-    path = f"/results/{job.id}/sample.{job.params['output_format']}"
+    path = result_path(job.result_key)
     signature = signer.sign(path)
     return f"{base_url}{path}?exp={signature['exp']}&sig={signature['sig']}"
 
@@ -36,7 +28,7 @@ def task_view(
 ) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": job.id,
-        "status": WIRE_STATUS[job.status],
+        "status": job.status.wire,
         "result": None,
         "progress": job.progress,
         "details": None,
@@ -45,15 +37,15 @@ def task_view(
     if job.status == JobStatus.QUEUED:
         view["queue_position"] = queue_position
     elif job.status == JobStatus.RUNNING:
-        view["step"], view["steps"] = job.step, job.params["steps"]
+        view["step"], view["steps"] = job.step, job.spec.steps
         if preview is not None:
             view["preview"] = {"image": "data:image/jpeg;base64," + base64.b64encode(preview).decode(),
                                "step": job.step}  # fmt: skip
     if job.status == JobStatus.READY:
         view["result"] = {
             "sample": sample_url(job, base_url, signer),
-            "prompt": job.prompt,
-            "seed": job.seed,
+            "prompt": job.spec.prompt,
+            "seed": job.spec.seed,
             "start_time": job.started_at,
             "end_time": job.finished_at,
             "duration": (job.finished_at or 0) - (job.started_at or 0),
