@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 
 import numpy as np
@@ -157,13 +158,20 @@ def test_on_step_is_called_once_per_step_in_order(engine, steps):
     calls = []
     result = engine.edit(
         [picture(200, 100)], "x", seed=0, steps=steps, guidance=2.5,
-        on_step=lambda step, total, latents: calls.append((step, total, tuple(latents.shape))),
+        on_step=lambda step, total, preview: calls.append((step, total)),
     )  # fmt: skip
     assert result.size == (96, 48)
-    assert [step for step, _, _ in calls] == list(range(1, steps + 1))
-    assert all(total == steps for _, total, _ in calls)
-    tokens = (96 // PATCH) * (48 // PATCH)
-    assert all(shape == (1, tokens, 64) for _, _, shape in calls)  # target tokens only, packed latents
+    assert [step for step, _ in calls] == list(range(1, steps + 1))
+    assert all(total == steps for _, total in calls)
+
+
+def test_on_step_offers_a_small_jpeg_preview_of_the_current_latents(engine):
+    previews = []
+    engine.edit([picture(200, 100)], "x", seed=0, steps=3, guidance=2.5,
+                on_step=lambda step, total, preview: previews.append(preview()))  # fmt: skip
+    images = [Image.open(io.BytesIO(data)) for data in previews]
+    assert [image.format for image in images] == ["JPEG"] * 3
+    assert all(max(image.size) <= 64 and image.size[0] > image.size[1] for image in images)  # the 2:1 output's shape
 
 
 def test_returning_false_cancels_after_that_step(engine):

@@ -10,7 +10,6 @@ import io
 import json
 import secrets
 import uuid
-from typing import Any
 
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +17,10 @@ from fastapi.exceptions import RequestValidationError
 from ..engine.buckets import parse_aspect_ratio
 from ..engine.images import ImageInputError, decode_base64, decode_image
 from ..engine.kontext import MAX_REFERENCES
-from ..jobs.store import IdempotencyConflict, Job, JobStatus
+from ..jobs.keys import input_key, job_folder
+from ..jobs.spec import JobSpec
+from ..jobs.store import IdempotencyConflict, Job
+from ..statuses import JobStatus
 from ..netguard import BlockedURLError, FetchError, fetch
 from .schemas import TaskRequest
 
@@ -75,22 +77,20 @@ def submit(
             raise field_error(field, f"{field}: {exc}") from None
 
     job_id = str(uuid.uuid4())
-    params: dict[str, Any] = {
-        "steps": body.steps,
-        "guidance": body.guidance,
-        "safety_tolerance": body.safety_tolerance,
-        "output_format": body.output_format,
-    }
-    if body.preserve is not None:
-        params["preserve"] = body.preserve
     aspect_ratio = getattr(body, "aspect_ratio", None)
-    if aspect_ratio:
-        params["aspect_ratio"] = parse_aspect_ratio(aspect_ratio)
-    if size:
-        params["size"] = list(size)
+    spec = JobSpec(
+        prompt=body.prompt,
+        seed=body.seed if body.seed is not None else secrets.randbelow(2**32),
+        steps=body.steps,
+        guidance=body.guidance,
+        safety_tolerance=body.safety_tolerance,
+        output_format=body.output_format,
+        preserve=body.preserve,
+        aspect_ratio=parse_aspect_ratio(aspect_ratio) if aspect_ratio else None,
+        size=size,
+    )
     common = dict(
-        job_id=job_id, owner=owner, route=route, prompt=body.prompt, params=params,
-        seed=body.seed if body.seed is not None else secrets.randbelow(2**32), retention_s=settings.retention_s,
+        job_id=job_id, owner=owner, route=route, spec=spec, retention_s=settings.retention_s,
         webhook_url=webhook_url, webhook_secret=body.webhook_secret,
         idempotency=(idempotency_key, fingerprint) if idempotency_key else None,
     )  # fmt: skip
@@ -108,7 +108,7 @@ def submit(
         for index, image in enumerate(decoded):
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
-            key = f"{job_id}/input-{index}.png"
+            key = input_key(job_id, index)
             service.storage.put(key, buffer.getvalue())
             input_keys.append(key)
         job = _create(service, owner, fingerprint, common, input_keys=input_keys)
@@ -116,14 +116,14 @@ def submit(
         _discard(service, job_id)
         raise
     if job.id != job_id:  # a concurrent retry with the same Idempotency-Key won: drop what this one stored
-        service.storage.delete_prefix(job_id)
+        service.storage.delete_prefix(job_folder(job_id))
     service.workers.wake()
     return job
 
 
 def _discard(service, job_id: str) -> None:
     try:
-        service.storage.delete_prefix(job_id)
+        service.storage.delete_prefix(job_folder(job_id))
     except OSError:
         pass
 

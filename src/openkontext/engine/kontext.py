@@ -30,8 +30,9 @@ MAX_REFERENCES = 4
 # FLUX.1 Kontext [dev] (1 MP native) runs every size up to 1440² as asked; the 256² default model does not.
 NATIVE_AREA_FACTOR = 2.1
 
-# on_step(step, total_steps, latents) -> False to stop the run after this step.
-StepCallback = Callable[[int, int, torch.Tensor], bool | None]
+# on_step(step, total_steps, preview) -> False to stop the run after this step. ``preview()`` renders a small JPEG
+# of the current (noisy) latents, at a fraction of a full decode's cost; call it only when a preview is wanted.
+StepCallback = Callable[[int, int, Callable[[], bytes]], bool | None]
 
 
 class EditCancelled(Exception):
@@ -146,7 +147,7 @@ class KontextEngine:
             return nearest_bucket(*images[0].size, self.info.buckets)
         return nearest_bucket(1, 1, self.info.buckets)
 
-    def sampling_size(self, output_size: tuple[int, int]) -> tuple[int, int]:
+    def _sampling_size(self, output_size: tuple[int, int]) -> tuple[int, int]:
         """The size the model samples at for a given output size (see NATIVE_AREA_FACTOR)."""
         width, height = output_size
         if width * height <= NATIVE_AREA_FACTOR * self.info.native_area:
@@ -175,13 +176,17 @@ class KontextEngine:
         if len(images) > MAX_REFERENCES:
             raise ValueError(f"at most {MAX_REFERENCES} context images")
         output = self.output_size(images, aspect_ratio=aspect_ratio, size=size)
-        width, height = self.sampling_size(output)
+        width, height = self._sampling_size(output)
         context = [fit_to_bucket(image, (width, height)) for image in images]
         stopped = False
 
         def step_end(pipeline, index, timestep, tensors):
             nonlocal stopped
-            if on_step is not None and on_step(index + 1, steps, tensors["latents"]) is False:
+
+            def preview() -> bytes:
+                return self._preview(tensors["latents"], (width, height))
+
+            if on_step is not None and on_step(index + 1, steps, preview) is False:
                 stopped = pipeline._interrupt = True
             return {}
 
@@ -227,7 +232,7 @@ class KontextEngine:
         return pipeline.image_processor.postprocess(pixels, output_type="pil")[0]
 
     @torch.no_grad()
-    def preview(self, latents: torch.Tensor, size: tuple[int, int], max_side: int = 64) -> bytes:
+    def _preview(self, latents: torch.Tensor, size: tuple[int, int], max_side: int = 64) -> bytes:
         """A small JPEG of the current (noisy) latent: decoded at reduced resolution, a fraction of a full decode."""
         width, height = size
         scale = self.pipeline.vae_scale_factor

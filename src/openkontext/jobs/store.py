@@ -1,6 +1,7 @@
 """The durable job store (SQLAlchemy 2): a SQLite file by default, any SQLAlchemy database (PostgreSQL) by URL.
 
-A job moves ``queued → running → (ready | error | request_moderated | content_moderated | cancelled)``.
+A job moves ``queued → running → (ready | error | request_moderated | content_moderated | cancelled)``
+(``statuses.JobStatus``); what it computes is its ``JobSpec`` (``jobs/spec.py``).
 Workers *claim* a job with a lease that they keep renewing while they run it; a job whose lease lapses (its worker
 was killed) is claimable again. Every write a worker makes is fenced by its lease, so a worker that lost its lease
 can never overwrite the result of the worker that took over. The seed is fixed at submit, so a re-run after a crash
@@ -39,23 +40,11 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from ..statuses import JobStatus
 from .faults import backoff_s, transient_store_error
+from .spec import JobSpec
 
 log = logging.getLogger(__name__)
-
-
-class JobStatus(str, enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    READY = "ready"
-    ERROR = "error"
-    REQUEST_MODERATED = "request_moderated"
-    CONTENT_MODERATED = "content_moderated"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 class RunState(str, enum.Enum):
@@ -94,7 +83,7 @@ class JobRow(Base):
     route: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32))
     prompt: Mapped[str] = mapped_column(Text)
-    params: Mapped[dict[str, Any]] = mapped_column(JSON)  # steps, guidance, output_format, size, tolerance …
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)  # JobSpec.params(): steps, guidance, output_format …
     seed: Mapped[str] = mapped_column(String(24))  # text: seeds span the unsigned 64-bit range
     input_keys: Mapped[list[str]] = mapped_column(JSON)  # storage keys of the context images, in order
     progress: Mapped[float] = mapped_column(Float, default=0.0)
@@ -174,9 +163,7 @@ class Job:
     owner: str
     route: str
     status: JobStatus
-    prompt: str
-    params: dict[str, Any]
-    seed: int
+    spec: JobSpec
     input_keys: list[str]
     progress: float
     step: int
@@ -194,9 +181,9 @@ class Job:
     @classmethod
     def from_row(cls, row: JobRow) -> Job:
         return cls(
-            id=row.id, owner=row.owner, route=row.route, status=JobStatus(row.status), prompt=row.prompt,
-            params=dict(row.params), seed=int(row.seed), input_keys=list(row.input_keys), progress=row.progress,
-            step=row.step or 0, cancel_requested=bool(row.cancel_requested),
+            id=row.id, owner=row.owner, route=row.route, status=JobStatus(row.status),
+            spec=JobSpec.stored(row.prompt, int(row.seed), row.params), input_keys=list(row.input_keys),
+            progress=row.progress, step=row.step or 0, cancel_requested=bool(row.cancel_requested),
             created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
             expires_at=row.expires_at, attempts=row.attempts, result_key=row.result_key, error=row.error,
             webhook_url=row.webhook_url, webhook_secret=row.webhook_secret,
@@ -270,19 +257,19 @@ class JobStore:
     ):
         self.webhook_retry_s = webhook_retry_s  # how long a failing webhook delivery is retried
         self.retry_s = retry_s  # how long one operation is retried on transient errors before it raises
-        self.engine = make_db_engine(url, busy_timeout_s)
-        retried(lambda store: Base.metadata.create_all(store.engine))(self)
-        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self.db = make_db_engine(url, busy_timeout_s)
+        retried(lambda store: Base.metadata.create_all(store.db))(self)
+        self._session = sessionmaker(self.db, expire_on_commit=False)
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.db.dispose()
 
     def check_integrity(self) -> None:
         """SQLite's ``PRAGMA quick_check`` (seconds for gigabytes); raises StoreCorrupt with what it found."""
-        if self.engine.dialect.name != "sqlite":
+        if self.db.dialect.name != "sqlite":
             return
         try:
-            with self.engine.connect() as connection:
+            with self.db.connect() as connection:
                 found = [row[0] for row in connection.exec_driver_sql("PRAGMA quick_check(5)")]
         except DBAPIError as exc:
             if transient_store_error(exc):
@@ -301,9 +288,7 @@ class JobStore:
         job_id: str,
         owner: str,
         route: str,
-        prompt: str,
-        params: dict[str, Any],
-        seed: int,
+        spec: JobSpec,
         input_keys: list[str],
         retention_s: float,
         status: JobStatus = JobStatus.QUEUED,
@@ -316,8 +301,8 @@ class JobStore:
         if the owner already used that key, nothing is inserted and IdempotencyConflict says which job has it."""
         now = time.time()
         row = JobRow(
-            id=job_id, owner=owner, route=route, status=status.value, prompt=prompt, params=params, seed=str(seed),
-            input_keys=input_keys, progress=0.0, created_at=now, expires_at=now + retention_s, attempts=0,
+            id=job_id, owner=owner, route=route, status=status.value, prompt=spec.prompt, params=spec.params(),
+            seed=str(spec.seed), input_keys=input_keys, progress=0.0, created_at=now, expires_at=now + retention_s, attempts=0,
             finished_at=now if status.terminal else None, error=error, webhook_url=webhook_url,
             webhook_secret=webhook_secret,
         )  # fmt: skip

@@ -26,9 +26,11 @@ from ..engine.images import encode_image
 from ..engine.kontext import EditCancelled, KontextEngine
 from ..metrics import Metrics
 from ..safety.moderation import Moderator
+from ..statuses import JobStatus
 from ..storage import LocalStorage
 from .faults import FaultLog, backoff_s, environment_error
-from .store import Job, JobStatus, JobStore, RunState
+from .keys import job_folder, preview_key, result_key
+from .store import Job, JobStore, RunState
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +38,6 @@ PROGRESS_INTERVAL_S = 0.2  # at most this often a progress write per job (the la
 PREVIEW_EVERY = 5  # steps between previews (and at least 1 s apart), when previews are on
 PREVIEW_MIN_INTERVAL_S = 1.0
 IDLE_POLL_S = 1.0
-
-
-def result_key(job: Job) -> str:
-    return f"{job.id}/sample.{job.params['output_format']}"
-
-
-def preview_key(job_id: str) -> str:
-    return f"{job_id}/preview.jpg"
 
 
 class ShuttingDown(Exception):
@@ -191,7 +185,7 @@ class WorkerPool:
                 for job_id in self.store.fail_exhausted(self.max_attempts):
                     log.warning("job %s failed: it stopped its worker %d times", job_id, self.max_attempts)
                 for job in self.store.purge_expired():
-                    self.storage.delete_prefix(job.id)
+                    self.storage.delete_prefix(job_folder(job.id))
                 faults.succeeded()
             except Exception as exc:
                 faults.failed("the janitor's pass", exc)
@@ -208,14 +202,13 @@ class WorkerPool:
         """
         faults = faults or FaultLog("openkontext-work", log)
         log.info("job %s: running (attempt %d)", job.id, job.attempts)
-        params = job.params
-        size = tuple(params["size"]) if params.get("size") else None
+        spec = job.spec
         last_write = last_preview = 0.0
         writes_resume_at = 0.0  # after a failed progress write, the next waits (backoff): the steps go on meanwhile
         last_step_at = time.monotonic()
         state = RunState.CONTINUE
 
-        def on_step(step: int, total: int, latents) -> bool:
+        def on_step(step: int, total: int, preview) -> bool:
             nonlocal last_write, last_preview, last_step_at, state, writes_resume_at
             now = time.monotonic()
             self.metrics.step_time.observe(now - last_step_at)
@@ -223,7 +216,7 @@ class WorkerPool:
             if self.previews and step < total and step % PREVIEW_EVERY == 0 and now - last_preview > PREVIEW_MIN_INTERVAL_S:
                 last_preview = now
                 try:
-                    self.storage.put(preview_key(job.id), self.engine.preview(latents, sampling_size))
+                    self.storage.put(preview_key(job.id), preview())
                 except Exception as exc:
                     if not environment_error(exc):
                         log.exception("job %s: preview failed (the job goes on)", job.id)
@@ -243,17 +236,16 @@ class WorkerPool:
 
         try:
             images = [Image.open(io.BytesIO(self.storage.get(key))).convert("RGB") for key in job.input_keys]
-            output_size = self.engine.output_size(images, aspect_ratio=params.get("aspect_ratio"), size=size)
-            sampling_size = self.engine.sampling_size(output_size)
             image = self.engine.edit(
                 images,
-                job.prompt,
-                seed=job.seed,
-                steps=params["steps"],
-                guidance=params["guidance"],
-                size=output_size,
+                spec.prompt,
+                seed=spec.seed,
+                steps=spec.steps,
+                guidance=spec.guidance,
+                aspect_ratio=spec.aspect_ratio,
+                size=spec.size,
+                preserve=spec.preserve,
                 on_step=on_step,
-                preserve=params.get("preserve"),
             )
         except EditCancelled:
             if state == RunState.CANCEL:
@@ -271,12 +263,12 @@ class WorkerPool:
             self._finish(job, faults, JobStatus.ERROR, error=f"engine failed: {type(exc).__name__}")
             return
 
-        verdict = self.moderator.check_image(image, params["safety_tolerance"])
+        verdict = self.moderator.check_image(image, spec.safety_tolerance)
         if verdict.flagged:
             self._finish(job, faults, JobStatus.CONTENT_MODERATED, error="; ".join(verdict.reasons))
             return
-        key = result_key(job)
-        data = encode_image(image, params["output_format"])
+        key = result_key(job.id, spec.output_format)
+        data = encode_image(image, spec.output_format)
         self._persist(faults, f"storing the result of job {job.id}", lambda: self.storage.put(key, data))
         self._finish(job, faults, JobStatus.READY, result_key=key)
 
