@@ -20,6 +20,10 @@ from pathlib import Path
 
 import torch
 
+from openkontext.quiet import quiet_libraries
+
+quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
+
 from openkontext.quality.drawn import drawn_images
 from openkontext.training.vae import evaluate_vae, psnr, round_trip
 

@@ -40,6 +40,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from openkontext.quiet import quiet_libraries
+
+quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
+
 from openkontext.engine.acceleration import (
     OFFLOAD_HEADROOM_BYTES,
     AccelerationError,
@@ -406,15 +410,6 @@ def peak_for(device_name: str, fp8: bool) -> float | None:
     return None
 
 
-def quiet_libraries() -> None:
-    """diffusers' and transformers' per-call notices (prompt truncation, dtype casts) would bury the table."""
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.set_verbosity_error()
-
-
 def fmt(value, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
@@ -473,7 +468,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("gpu_kontext.json"), help="where to write the results")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     args = parser.parse_args(argv)
-    quiet_libraries()
     if args.threads:
         torch.set_num_threads(args.threads)
 

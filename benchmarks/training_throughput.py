@@ -19,6 +19,10 @@ from pathlib import Path
 
 import torch
 
+from openkontext.quiet import quiet_libraries
+
+quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
+
 from openkontext.training.config import preset
 from openkontext.training.loop import train_flow
 

@@ -13,8 +13,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from openkontext.quality.drawn import DRAWN_EDITS, drawn_images
+from openkontext.quiet import quiet_libraries
+
+quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
+
 from openkontext.engine.loading import load_engine
+from openkontext.quality.drawn import DRAWN_EDITS, drawn_images
 
 CAPTION = 18
 

@@ -31,6 +31,10 @@ from pathlib import Path
 
 import torch
 
+from openkontext.quiet import quiet_libraries
+
+quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
+
 from openkontext.engine.loading import DEFAULT_MODEL_DIR
 from openkontext.training.checkpoint import load_state
 from openkontext.training.config import preset
