@@ -59,6 +59,7 @@ from openkontext.engine.buckets import FLUX_KONTEXT_BUCKETS, make_buckets, neare
 from openkontext.engine.configs import CONFIGS, build_pipeline
 from openkontext.engine.kontext import KontextEngine, ModelInfo
 from openkontext.engine.loading import MODEL_CARD_FILE
+from openkontext.sizes import parse_sizes
 
 PROMPT = "Change the sky to a deep purple sunset and add a small red kite"
 SEED = 0
@@ -530,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
                              torch.device("cpu") if offloaded else device)  # fmt: skip
             model = model_info(args, pipeline)
             if sizes is None:
-                sizes = parse_sizes(args.sizes) if args.sizes else default_sizes(model)
+                sizes = sizes_of(args.sizes) if args.sizes else default_sizes(model)
                 flops_config = dict(pipeline.transformer.config)
                 text_tokens = model.max_sequence_length
             if options is not None:
@@ -540,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
                 except AccelerationError as exc:
                     skip = str(exc)
             print(f"[{name}] built in {time.perf_counter() - started:.1f} s: {run.about}", flush=True)
-        run_sizes = (sizes or parse_sizes(args.sizes or "64x64"))[: 1 if run.memory_only else None]
+        run_sizes = (sizes or sizes_of(args.sizes or "64x64"))[: 1 if run.memory_only else None]
         if skip is not None:
             print(f"[{name}] skipped: {skip}", flush=True)
             results += [Result(name, size, skipped=skip) for size in run_sizes]
@@ -649,13 +650,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def parse_sizes(text: str) -> list[tuple[int, int]]:
-    sizes = []
-    for part in text.split(","):
-        width, height = (int(v) for v in part.strip().lower().split("x"))
+def sizes_of(text: str) -> list[tuple[int, int]]:
+    sizes = parse_sizes(text)
+    for width, height in sizes:
         if width % 16 or height % 16:
-            raise SystemExit(f"sizes must be multiples of 16: {part}")
-        sizes.append((width, height))
+            raise SystemExit(f"sizes must be multiples of 16: {width}x{height}")
     return sizes
 
 

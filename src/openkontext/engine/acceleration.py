@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..sizes import parse_sizes
+
 log = logging.getLogger(__name__)
 
 PRESETS = ("none", "auto", "fast")
@@ -713,14 +715,10 @@ def warmup_buckets(spec: str, buckets: tuple[tuple[int, int], ...]) -> list[tupl
         return list(buckets)
     if spec == "native":
         return [min(buckets, key=lambda wh: (abs(wh[0] / wh[1] - 1), -wh[0] * wh[1]))]
-    sizes = []
-    for part in filter(None, (piece.strip() for piece in spec.split(","))):
-        try:
-            width, height = (int(v) for v in part.split("x"))
-        except ValueError:
-            raise AccelerationError(f"warm-up sizes look like 1024x1024, not {part!r}") from None
-        sizes.append((width, height))
-    return sizes
+    try:
+        return parse_sizes(spec)
+    except ValueError as exc:
+        raise AccelerationError(f"warm-up {exc}") from None
 
 
 def warm_up(engine, buckets: Iterable[tuple[int, int]] | None = None, *, steps: int = 3, references: int = 1,

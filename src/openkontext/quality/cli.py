@@ -12,7 +12,8 @@ from typing import Callable
 
 import typer
 
-from openkontext.toyworld.cli import parse_categories, parse_size
+from openkontext.sizes import parse_size
+from openkontext.toyworld.cli import parse_categories
 
 from .editors import copy_input, unrelated_scene, wrong_edit
 
@@ -63,8 +64,8 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
                                            help="paste-back threshold (0: off; default: the model's own)"),
             ) -> None:  # fmt: skip
         """Score an editor and the copy-input / ground-truth references; write results.json and report.html."""
-        main(_editor(editor_factory, model, preserve), model, n, parse_categories(categories), out, parse_size(size), steps, guidance,
-             seed_start)
+        main(_editor(editor_factory, model, preserve), model, n, parse_categories(categories), out,
+             parse_size(size, square=True), steps, guidance, seed_start)  # fmt: skip
 
     @app.command()
     def sweep(model: str = typer.Option("default", "--model"),
@@ -81,7 +82,8 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
         from .runner import sweep as run_sweep
         cast = float if param == "guidance" else int
         result = run_sweep(_editor(editor_factory, model, preserve), param, [cast(v) for v in values.split(",")], n,
-                           parse_categories(categories), parse_size(size), out, steps=steps, guidance=guidance)
+                           parse_categories(categories), parse_size(size, square=True), out, steps=steps,
+                           guidance=guidance)  # fmt: skip
         table = Table(title=f"success rate vs {param}")
         cats = [k for k in result["rows"][0] if k != param]
         for col in [param] + cats:

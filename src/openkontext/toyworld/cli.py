@@ -6,15 +6,9 @@ from pathlib import Path
 
 import typer
 
+from openkontext.sizes import parse_size
+
 app = typer.Typer(help="The toy world: procedural (input, instruction, target) edit data.", no_args_is_help=True)
-
-
-def parse_size(size: str) -> int | tuple[int, int]:
-    """'256' or '256x192' (width x height)."""
-    if "x" in size:
-        w, h = size.lower().split("x")
-        return int(w), int(h)
-    return int(size)
 
 
 def parse_categories(categories: str | None) -> list[str] | None:
@@ -31,7 +25,8 @@ def export(out: Path = typer.Option(..., "--out", help="output directory"),
            workers: int = typer.Option(None, help="processes (default: all CPUs)")) -> None:
     """Write N samples as PNG files plus manifest.jsonl."""
     from .export import export as run_export
-    manifest = run_export(out, n, split, parse_size(size), parse_categories(categories), start_seed, workers)
+    manifest = run_export(out, n, split, parse_size(size, square=True), parse_categories(categories), start_seed,
+                          workers)  # fmt: skip
     typer.echo(f"wrote {n} samples to {manifest}")
 
 
@@ -51,7 +46,7 @@ def sheet(out: Path = typer.Option(..., "--out", help="PNG file to write"),
     """A contact sheet (input | target | mask + instruction per row) for looking at the data."""
     from .export import contact_sheet
     from .sample import generate
-    samples = [generate(start_seed + i, split=split, size=parse_size(size), categories=parse_categories(categories))
-               for i in range(n)]
+    size_, cats = parse_size(size, square=True), parse_categories(categories)
+    samples = [generate(start_seed + i, split=split, size=size_, categories=cats) for i in range(n)]
     contact_sheet(samples).save(out)
     typer.echo(f"wrote {out}")
