@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import math
@@ -55,10 +56,10 @@ from openkontext.engine.acceleration import (
     pipeline_modules,
     validate,
 )
-from openkontext.engine.buckets import FLUX_KONTEXT_BUCKETS, make_buckets, nearest_bucket
+from openkontext.engine.buckets import nearest_bucket
 from openkontext.engine.configs import CONFIGS, build_pipeline
-from openkontext.engine.kontext import KontextEngine, ModelInfo
-from openkontext.engine.loading import MODEL_CARD_FILE
+from openkontext.engine.kontext import KontextEngine
+from openkontext.engine.model_info import ModelInfo, config_info, folder_info
 from openkontext.sizes import parse_sizes
 
 PROMPT = "Change the sky to a deep purple sunset and add a small red kite"
@@ -186,21 +187,15 @@ def fits_on(info: DeviceInfo, args, dtype: torch.dtype) -> bool:
 
 
 def model_info(args, pipeline) -> ModelInfo:
+    """The model's buckets and text length, as load_engine reads them; the engine's glyph strip, prompt-sized text,
+    paste-back and true CFG stay off, so that every run computes what the plain pipeline (the baseline) computes."""
     if args.model:
-        # the folder's openkontext.json (as load_engine reads it): the text length the model was trained with
-        card_file = Path(args.model) / MODEL_CARD_FILE
-        card = json.loads(card_file.read_text()) if card_file.is_file() else {}
-        is_flux = pipeline.transformer.config.joint_attention_dim == 4096
-        native = card.get("native_side", pipeline.vae_scale_factor * pipeline.default_sample_size)
-        buckets = FLUX_KONTEXT_BUCKETS if is_flux else make_buckets(native)
-        text = card.get("max_sequence_length", 512)
+        info = folder_info(Path(args.model), pipeline)
     else:
-        is_flux = args.config == "flux-kontext-dev"
-        buckets = FLUX_KONTEXT_BUCKETS if is_flux else make_buckets(CONFIGS[args.config].native_side)
-        text = CONFIGS[args.config].t5_max_length
-    name = args.model or args.config
-    return ModelInfo(name=name, description=f"benchmark model {name}", placeholder=not args.model, buckets=buckets,
-                     max_sequence_length=text)  # fmt: skip
+        info = config_info(CONFIGS[args.config], name=args.config, description=f"benchmark model {args.config}",
+                           placeholder=True)  # fmt: skip
+    return dataclasses.replace(info, glyph_context=False, prompt_sized_text=False, preserve=0.0,
+                               guidance_mode="embedded")  # fmt: skip
 
 
 def default_sizes(info: ModelInfo) -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 
 from ..engine.buckets import parse_aspect_ratio
 from ..engine.images import ImageInputError, decode_base64, decode_image
-from ..engine.kontext import MAX_REFERENCES
+from ..engine.model_info import MAX_REFERENCES
 from ..jobs.keys import input_key, job_folder
 from ..jobs.spec import JobSpec
 from ..jobs.store import IdempotencyConflict, Job

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,11 +20,11 @@ from PIL import Image
 
 from .acceleration import AccelerationOptions, EngineRuntime
 from .buckets import nearest_bucket
-from .conditioning import GLYPH_INDEX, glyph_strip_size, render_glyphs, text_length
+from .conditioning import GLYPH_INDEX, glyph_strip_size, render_glyphs
 from .images import fit_to_bucket
+from .model_info import MAX_REFERENCES, ModelInfo
 from .preserve import paste_back
 
-MAX_REFERENCES = 4
 # A requested size above this many times the model's native area is generated at the nearest bucket and resized:
 # FLUX.1 Kontext [dev] (1 MP native) runs every size up to 1440² as asked; the 256² default model does not.
 NATIVE_AREA_FACTOR = 2.1
@@ -37,28 +36,6 @@ StepCallback = Callable[[int, int, Callable[[], bytes]], bool | None]
 
 class EditCancelled(Exception):
     """The step callback asked the run to stop."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    description: str
-    placeholder: bool  # True: random weights, the outputs mean nothing
-    buckets: tuple[tuple[int, int], ...]
-    max_sequence_length: int
-    glyph_context: bool = False  # see conditioning.py
-    prompt_sized_text: bool = False
-    preserve: float = 0.0  # the default paste-back threshold for this model (see preserve.py); 0: off
-    # "embedded": guidance goes to the transformer's guidance input (FLUX.1 [dev], guidance-distilled);
-    # "cfg": true classifier-free guidance against the empty prompt at that scale (two passes per step)
-    guidance_mode: str = "embedded"
-
-    def text_length(self, prompt: str) -> int:
-        return text_length(prompt, self.max_sequence_length) if self.prompt_sized_text else self.max_sequence_length
-
-    @property
-    def native_area(self) -> int:
-        return max(width * height for width, height in self.buckets)
 
 
 class MultiReferenceKontextPipeline(FluxKontextPipeline):

@@ -7,7 +7,6 @@ Nothing here reaches a model hub: every ``from_pretrained`` runs with ``local_fi
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 
@@ -16,9 +15,9 @@ from diffusers import FluxKontextPipeline, FluxTransformer2DModel
 from diffusers.loaders.single_file_utils import load_single_file_checkpoint
 
 from .acceleration import AccelerationOptions, apply
-from .buckets import FLUX_KONTEXT_BUCKETS, make_buckets
 from .configs import CONFIGS, build_pipeline
-from .kontext import KontextEngine, ModelInfo
+from .kontext import KontextEngine
+from .model_info import config_info, folder_info
 from .tiny_autoencoder import TinyAutoencoder
 
 # diffusers loads a component class that model_index.json names from a module only if that module is already
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 PLACEHOLDER_CONFIG = "small"
-MODEL_CARD_FILE = "openkontext.json"  # our metadata beside model_index.json: native side, text length, name
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -107,15 +105,9 @@ def _place(pipeline, device: torch.device, acceleration: AccelerationOptions | N
 def _placeholder(config, name: str, device: torch.device, dtype: torch.dtype,
                  acceleration: AccelerationOptions | None = None) -> KontextEngine:  # fmt: skip
     pipeline, applied = _place(build_pipeline(config, seed=0, dtype=dtype), device, acceleration)
-    info = ModelInfo(
-        name=f"random-{name}" if name != "random" else "random-placeholder",
-        description="randomly initialised Kontext model (no trained weights): outputs are noise-like, not edits",
-        placeholder=True,
-        buckets=make_buckets(config.native_side),
-        max_sequence_length=config.t5_max_length,
-        glyph_context=config.glyph_context,
-        prompt_sized_text=config.prompt_sized_text,
-    )
+    info = config_info(config, name=f"random-{name}" if name != "random" else "random-placeholder",
+                       description="randomly initialised Kontext model (no trained weights): outputs are noise-like, "
+                       "not edits", placeholder=True)  # fmt: skip
     return KontextEngine(pipeline, info, acceleration=applied)
 
 
@@ -131,26 +123,7 @@ def _load_folder(path: Path, device: torch.device, dtype: torch.dtype, transform
         components["transformer"] = load_single_file_transformer(transformer_file, path, dtype)
     pipeline = FluxKontextPipeline.from_pretrained(path, dtype=dtype, local_files_only=True, **components)
     pipeline, applied = _place(pipeline, device, acceleration)
-    card = json.loads((path / MODEL_CARD_FILE).read_text()) if (path / MODEL_CARD_FILE).exists() else {}
-    is_flux_dev = pipeline.transformer.config.joint_attention_dim == 4096
-    if "native_side" in card:
-        buckets = make_buckets(card["native_side"])
-    elif is_flux_dev:
-        buckets = FLUX_KONTEXT_BUCKETS
-    else:
-        buckets = make_buckets(pipeline.vae_scale_factor * pipeline.default_sample_size)
-    info = ModelInfo(
-        name=card.get("name", path.name),
-        description=card.get("description", f"Kontext model loaded from {path}"),
-        placeholder=False,
-        buckets=buckets,
-        max_sequence_length=card.get("max_sequence_length", 512),
-        glyph_context=card.get("glyph_context", False),
-        prompt_sized_text=card.get("prompt_sized_text", False),
-        preserve=card.get("preserve", 0.0),
-        guidance_mode=card.get("guidance", "embedded"),
-    )
-    return KontextEngine(pipeline, info, acceleration=applied)
+    return KontextEngine(pipeline, folder_info(path, pipeline), acceleration=applied)
 
 
 def load_single_file_transformer(file: Path, config_folder: Path, dtype: torch.dtype) -> FluxTransformer2DModel:

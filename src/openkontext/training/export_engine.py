@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from openkontext.engine.buckets import make_buckets
-from openkontext.engine.kontext import KontextEngine, ModelInfo
+from openkontext.engine.kontext import KontextEngine
+from openkontext.engine.model_info import config_info
 
 from .checkpoint import build_trained_pipeline
 
 
 def engine_from_run(run_dir: Path, *, ema: bool = True) -> "Editor":
     pipeline, cfg, steps = build_trained_pipeline(Path(run_dir), ema=ema)
-    arch = cfg.architecture
-    info = ModelInfo(name=f"run-{Path(run_dir).name}", description=f"training run {run_dir} ({steps})",
-                     placeholder=False, buckets=make_buckets(arch.native_side), max_sequence_length=arch.t5_max_length,
-                     glyph_context=arch.glyph_context, prompt_sized_text=arch.prompt_sized_text)  # fmt: skip
+    info = config_info(cfg.architecture, name=f"run-{Path(run_dir).name}",
+                       description=f"training run {run_dir} ({steps})", placeholder=False)  # fmt: skip
     return Editor(KontextEngine(pipeline, info))
 
 

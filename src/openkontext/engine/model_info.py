@@ -1,0 +1,88 @@
+"""What the engine knows about a model besides its weights (``ModelInfo``), made in one place: ``model_info``, from a
+model folder's card (``openkontext.json`` beside ``model_index.json``) or a named configuration's numbers.
+
+Plain data, no torch: the API layer reads ``MAX_REFERENCES`` here without importing model code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .buckets import FLUX_KONTEXT_BUCKETS, make_buckets
+from .conditioning import text_length
+
+MAX_REFERENCES = 4  # context images per edit: the image to edit and three more, at RoPE indices 1-4
+MODEL_CARD_FILE = "openkontext.json"  # our metadata beside model_index.json: native side, text length, name
+FLUX_TEXT_WIDTH = 4096  # FLUX.1's transformer takes T5-XXL's 4096-wide tokens (joint_attention_dim); ours are narrower
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    placeholder: bool  # True: random weights, the outputs mean nothing
+    buckets: tuple[tuple[int, int], ...]
+    max_sequence_length: int
+    glyph_context: bool = False  # see conditioning.py
+    prompt_sized_text: bool = False
+    preserve: float = 0.0  # the default paste-back threshold for this model (see preserve.py); 0: off
+    # "embedded": guidance goes to the transformer's guidance input (FLUX.1 [dev], guidance-distilled);
+    # "cfg": true classifier-free guidance against the empty prompt at that scale (two passes per step)
+    guidance_mode: str = "embedded"
+
+    def text_length(self, prompt: str) -> int:
+        return text_length(prompt, self.max_sequence_length) if self.prompt_sized_text else self.max_sequence_length
+
+    @property
+    def native_area(self) -> int:
+        return max(width * height for width, height in self.buckets)
+
+
+def model_info(card: Mapping, *, name: str, description: str, transformer: Mapping, native_side: int,
+               placeholder: bool = False) -> ModelInfo:  # fmt: skip
+    """The model's facts: what its ``card`` says, else the defaults given here and FLUX.1 Kontext [dev]'s.
+
+    The buckets: around the card's ``native_side`` when it has one; else FLUX.1 Kontext's own 17 for a transformer
+    of FLUX.1's width (``transformer`` is its config); else around ``native_side``, the model's default sample size.
+    """
+    if "native_side" in card:
+        buckets = make_buckets(card["native_side"])
+    elif transformer.get("joint_attention_dim") == FLUX_TEXT_WIDTH:
+        buckets = FLUX_KONTEXT_BUCKETS
+    else:
+        buckets = make_buckets(native_side)
+    return ModelInfo(
+        name=card.get("name", name),
+        description=card.get("description", description),
+        placeholder=placeholder,
+        buckets=buckets,
+        max_sequence_length=card.get("max_sequence_length", 512),
+        glyph_context=card.get("glyph_context", False),
+        prompt_sized_text=card.get("prompt_sized_text", False),
+        preserve=card.get("preserve", 0.0),
+        guidance_mode=card.get("guidance", "embedded"),
+    )
+
+
+def read_card(folder: Path) -> dict:
+    """The folder's ``openkontext.json``; empty for a folder without one (such as FLUX.1-Kontext-dev's)."""
+    file = Path(folder) / MODEL_CARD_FILE
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def folder_info(folder: Path, pipeline) -> ModelInfo:
+    """A diffusers folder's model, loaded as ``pipeline``: its card, then its transformer and default sample size."""
+    return model_info(read_card(folder), name=Path(folder).name, description=f"Kontext model loaded from {folder}",
+                      transformer=pipeline.transformer.config,
+                      native_side=pipeline.vae_scale_factor * pipeline.default_sample_size)  # fmt: skip
+
+
+def config_info(config, *, name: str, description: str, placeholder: bool) -> ModelInfo:
+    """A model built from a named configuration (engine/configs.py ``KontextConfig``), random or trained."""
+    card = {"max_sequence_length": config.t5_max_length, "glyph_context": config.glyph_context,
+            "prompt_sized_text": config.prompt_sized_text}  # fmt: skip
+    return model_info(card, name=name, description=description, transformer=config.transformer,
+                      native_side=config.native_side, placeholder=placeholder)  # fmt: skip

@@ -1,0 +1,44 @@
+"""One way from a model's card or configuration to its ModelInfo, for the loader, the training editors and the GPU
+benchmark (each had its own copy, and the benchmark's let the FLUX check override the card's native side)."""
+
+from openkontext.engine.buckets import FLUX_KONTEXT_BUCKETS, make_buckets
+from openkontext.engine.configs import CONFIGS
+from openkontext.engine.model_info import MODEL_CARD_FILE, config_info, model_info, read_card
+
+FLUX = CONFIGS["flux-kontext-dev"].transformer
+SMALL = CONFIGS["small"].transformer
+
+
+def test_the_cards_native_side_wins_even_for_a_flux_sized_transformer():
+    info = model_info({"native_side": 512}, name="n", description="d", transformer=FLUX, native_side=1024)
+    assert info.buckets == make_buckets(512)
+
+
+def test_without_a_card_flux_gets_its_own_buckets_and_others_their_sample_size():
+    assert model_info({}, name="n", description="d", transformer=FLUX, native_side=1024).buckets == FLUX_KONTEXT_BUCKETS
+    assert model_info({}, name="n", description="d", transformer=SMALL, native_side=256).buckets == make_buckets(256)
+
+
+def test_card_values_and_defaults():
+    card = {"name": "mine", "max_sequence_length": 48, "glyph_context": True, "preserve": 0.15, "guidance": "cfg"}
+    info = model_info(card, name="folder", description="d", transformer=SMALL, native_side=64)
+    assert (info.name, info.description, info.max_sequence_length, info.glyph_context) == ("mine", "d", 48, True)
+    assert (info.preserve, info.guidance_mode, info.prompt_sized_text, info.placeholder) == (0.15, "cfg", False, False)
+    plain = model_info({}, name="folder", description="d", transformer=SMALL, native_side=64)
+    assert (plain.name, plain.max_sequence_length, plain.preserve) == ("folder", 512, 0.0)
+    assert plain.guidance_mode == "embedded"
+
+
+def test_a_configuration_gives_its_numbers():
+    info = config_info(CONFIGS["tiny-glyph"], name="t", description="d", placeholder=True)
+    assert info.buckets == make_buckets(64) and info.max_sequence_length == 48 and info.placeholder
+    assert info.glyph_context and info.prompt_sized_text
+    assert config_info(CONFIGS["flux-kontext-dev"], name="f", description="d", placeholder=True).buckets == (
+        FLUX_KONTEXT_BUCKETS
+    )
+
+
+def test_read_card(tmp_path):
+    assert read_card(tmp_path) == {}
+    (tmp_path / MODEL_CARD_FILE).write_text('{"native_side": 64}')
+    assert read_card(tmp_path) == {"native_side": 64}
