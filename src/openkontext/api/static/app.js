@@ -3,6 +3,7 @@
 import { ApiError, createApi, endpoint, EDIT_ROUTE, fetchResult } from "./api.js";
 import { curlCommand } from "./curl.js";
 import { EXAMPLES, examplePath, exampleUrl } from "./examples.js";
+import { HISTORY_LIMITS, HistoryTooLarge, megabytes, openHistory } from "./history-store.js";
 
 const KEY_STORAGE = "openkontext.playground.key";
 const POLL_MS = 400;
@@ -15,10 +16,12 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   key: "",
-  input: null, // {dataUrl, label, path, parent: step number or null}
+  input: null, // {dataUrl, label, path, parent: step number or null, imageId: its id in the history store}
   steps: [], // finished results, in order: the history
   open: null, // the step shown in the result panel
   job: null, // {id, cancelling}
+  history: null, // the history kept in this browser (history-store.js), or null where it cannot be kept
+  restored: null, // settles when the kept history has been read at page load
 };
 
 const api = createApi(() => state.key);
@@ -429,10 +432,9 @@ async function onCancel() {
 
 async function addStep(view, body, input) {
   const blob = await fetchResult(view.result.sample);
-  const n = state.steps.length + 1;
-  const format = body.output_format || "png";
+  await state.restored; // numbers continue after the kept steps
   const step = {
-    n,
+    n: Math.max(0, ...state.steps.map((kept) => kept.n)) + 1,
     taskId: view.id,
     body: { ...body, seed: view.result.seed },
     prompt: body.prompt,
@@ -442,11 +444,27 @@ async function addStep(view, body, input) {
     blob,
     objectUrl: URL.createObjectURL(blob),
     dataUrl: await readAsDataUrl(blob),
-    fileName: `openkontext-step-${n}.${EXTENSIONS[format] || format}`,
+    resultImage: null,
   };
+  const dropped = await keepStep(step); // may renumber the step if another tab took its number
+  step.fileName = fileNameOf(step);
   state.steps.push(step);
-  state.open = n;
+  dropSteps(dropped);
+  dropSteps(state.steps.slice(0, Math.max(0, state.steps.length - HISTORY_LIMITS.steps)).map((old) => old.n));
+  state.open = step.n;
   renderHistory();
+}
+
+function fileNameOf(step) {
+  const format = step.body.output_format || "png";
+  return `openkontext-step-${step.n}.${EXTENSIONS[format] || format}`;
+}
+
+function dropSteps(numbers) {
+  const drop = new Set(numbers);
+  for (const step of state.steps) if (drop.has(step.n)) URL.revokeObjectURL(step.objectUrl);
+  state.steps = state.steps.filter((step) => !drop.has(step.n));
+  if (drop.has(state.open)) state.open = state.steps.at(-1)?.n ?? null;
 }
 
 function renderOpenStep() {
@@ -524,7 +542,8 @@ function openStep(n) {
 }
 
 function continueFrom(step) {
-  setInput({ dataUrl: step.dataUrl, label: `Result of step #${step.n}`, path: step.fileName, parent: step.n });
+  const label = `Result of step #${step.n}`;
+  setInput({ dataUrl: step.dataUrl, label, path: step.fileName, parent: step.n, imageId: step.resultImage });
   const prompt = $("prompt");
   prompt.focus();
   prompt.select();
@@ -544,6 +563,7 @@ function renderHistory() {
   list.replaceChildren(...state.steps.map((step) => historyItem(step, openChain)));
   $("history-empty").hidden = state.steps.length > 0;
   $("history-count").textContent = state.steps.length ? `(${state.steps.length})` : "";
+  $("history-clear").hidden = state.steps.length === 0;
 }
 
 function historyItem(step, openChain) {
@@ -564,6 +584,126 @@ function historyItem(step, openChain) {
   if (openChain.has(step.n)) item.classList.add("in-chain");
   if (step.input?.parent && step.input.parent !== step.n - 1) item.classList.add("branch");
   return item;
+}
+
+// --- the history kept in this browser (history-store.js) -------------------------------------------------------
+
+const KEPT_NOTE = `Kept in this browser: the last ${HISTORY_LIMITS.steps} steps ` +
+  `(up to ${megabytes(HISTORY_LIMITS.bytes)}), until you clear them.`;
+
+function setHistoryNote(text, kind = "") {
+  $("history-note").textContent = text;
+  $("history-note").dataset.kind = kind;
+}
+
+/** Read the kept history into the page (at load); the newest step is opened. */
+async function restoreHistory() {
+  state.history = await openHistory();
+  if (!state.history) {
+    setHistoryNote("This browser does not let the page keep its history: it lasts until you reload.", "warn");
+    return;
+  }
+  setHistoryNote(KEPT_NOTE);
+  let records;
+  try {
+    records = await state.history.load();
+  } catch (error) {
+    setHistoryNote(`The kept history could not be read (${error?.message || error}).`, "warn");
+    return;
+  }
+  const dataUrls = new Map(); // image id → data: URL, read once however many steps share the image
+  const dataUrlOf = async (id, blob) => {
+    if (!dataUrls.has(id)) dataUrls.set(id, await readAsDataUrl(blob));
+    return dataUrls.get(id);
+  };
+  for (const record of records) {
+    const { resultBlob, inputBlob, result, input, ...fields } = record;
+    const step = {
+      ...fields,
+      input: input && {
+        label: input.label,
+        path: input.path,
+        parent: input.parent,
+        imageId: input.image,
+        dataUrl: await dataUrlOf(input.image, inputBlob),
+      },
+      blob: resultBlob,
+      objectUrl: URL.createObjectURL(resultBlob),
+      dataUrl: await dataUrlOf(result, resultBlob),
+      resultImage: result,
+    };
+    step.fileName = fileNameOf(step);
+    state.steps.push(step);
+  }
+  state.open = state.steps.at(-1)?.n ?? null;
+}
+
+async function blobOf(dataUrl) {
+  return (await fetch(dataUrl)).blob();
+}
+
+/** Store a new step in the browser; the step numbers dropped to keep the bounds. Failing to store is a note, never
+ * an error: the step is shown either way, it just does not outlast the page. */
+async function keepStep(step) {
+  if (!state.history) return [];
+  const input = step.input;
+  const record = {
+    n: step.n,
+    taskId: step.taskId,
+    body: step.body,
+    prompt: step.prompt,
+    seed: step.seed,
+    duration: step.duration,
+    input: input && { label: input.label, path: input.path, parent: input.parent, image: input.imageId ?? null },
+  };
+  const notKept = `Step #${step.n} is shown but not kept in this browser`;
+  try {
+    const blobs = { result: step.blob, input: input ? await blobOf(input.dataUrl) : null };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const kept = await state.history.add(record, blobs);
+        step.n = kept.n;
+        step.resultImage = kept.resultImage;
+        if (input) input.imageId = kept.inputImage;
+        if (attempt === 1) setHistoryNote(KEPT_NOTE);
+        else setHistoryNote(`${KEPT_NOTE} The browser's storage was full: older steps were dropped.`, "warn");
+        return kept.dropped;
+      } catch (error) {
+        if (error?.name !== "QuotaExceededError") throw error;
+        // The browser's storage for this page is full: make room by dropping the older half, and try again.
+        const stored = (await state.history.usage()).steps;
+        if (stored === 0) {
+          setHistoryNote(`${notKept}: the browser's storage for this page is full.`, "warn");
+          return [];
+        }
+        await state.history.trim(Math.floor(stored / 2));
+      }
+    }
+  } catch (error) {
+    const why = error instanceof HistoryTooLarge ? error.message : `storing failed (${error?.message || error})`;
+    setHistoryNote(`${notKept}: ${why}.`, "warn");
+    return [];
+  }
+}
+
+async function onClearHistory() {
+  if (!state.steps.length) return;
+  const question = "Clear the history? Its results are removed from this browser (the server keeps each task " +
+    "until it expires).";
+  if (!window.confirm(question)) return;
+  dropSteps(state.steps.map((step) => step.n));
+  if (state.input?.parent || state.input?.imageId != null) {
+    setInput({ ...state.input, parent: null, imageId: null }); // the image stays the input; its step is gone
+  }
+  renderHistory();
+  if (!state.job) renderOpenStep();
+  if (!state.history) return;
+  try {
+    await state.history.clear();
+    setHistoryNote(KEPT_NOTE);
+  } catch (error) {
+    setHistoryNote(`The history could not be cleared in this browser (${error?.message || error}).`, "warn");
+  }
 }
 
 // --- comparing --------------------------------------------------------------------------------------------------
@@ -661,6 +801,7 @@ function bindEvents() {
   $("continue").addEventListener("click", () => continueFrom(stepById(state.open)));
   $("copy-curl").addEventListener("click", copyCurl);
   $("reuse").addEventListener("click", () => reuseSettings(stepById(state.open)));
+  $("history-clear").addEventListener("click", onClearHistory);
   $("compare-slider").addEventListener("input", updateSplit);
   document.querySelectorAll('input[name="compare"]').forEach((radio) => {
     radio.addEventListener("change", () => setCompareMode(currentCompareMode()));
@@ -668,7 +809,7 @@ function bindEvents() {
   bindDropAndPaste();
 }
 
-function start() {
+async function start() {
   bindEvents();
   resetParameters();
   renderInput();
@@ -677,6 +818,12 @@ function start() {
   renderOpenStep();
   loadKey();
   showModelNotice();
+  state.restored = restoreHistory().catch((error) => {
+    setHistoryNote(`The kept history could not be read (${error?.message || error}).`, "warn");
+  });
+  await state.restored;
+  renderHistory();
+  if (!state.job) renderOpenStep();
   document.body.dataset.ready = "true";
 }
 
