@@ -45,17 +45,9 @@ from openkontext.quiet import quiet_libraries
 
 quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
 
-from openkontext.engine.acceleration import (
-    OFFLOAD_HEADROOM_BYTES,
-    AccelerationError,
-    AccelerationOptions,
-    DeviceInfo,
-    apply,
-    module_bytes,
-    options_for,
-    pipeline_modules,
-    validate,
-)
+from openkontext.engine.acceleration.apply import OFFLOAD_HEADROOM_BYTES, apply, module_bytes, pipeline_modules
+from openkontext.engine.acceleration.devices import DeviceInfo, options_for, validate
+from openkontext.engine.acceleration.options import AccelerationError, AccelerationOptions, default_dtype
 from openkontext.engine.buckets import nearest_bucket
 from openkontext.engine.configs import CONFIGS, build_pipeline
 from openkontext.engine.kontext import KontextEngine
@@ -151,7 +143,8 @@ DEFAULT_RUNS = {
 
 
 @contextlib.contextmanager
-def default_dtype(dtype: torch.dtype):
+def tensors_created_in(dtype: torch.dtype):
+    """Inside, torch creates new tensors (the random weights) in ``dtype``."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -169,7 +162,7 @@ def build(args, dtype: torch.dtype, where: torch.device):
         return pipeline.to(where)
     # Random weights: created directly in the target dtype on the target device (the same seed gives the same
     # weights in every run), which keeps building FLUX-sized models quick and within memory.
-    with default_dtype(dtype), where:
+    with tensors_created_in(dtype), where:
         return build_pipeline(CONFIGS[args.config], seed=SEED, dtype=dtype)
 
 
@@ -180,7 +173,7 @@ def fits_on(info: DeviceInfo, args, dtype: torch.dtype) -> bool:
     if args.model:
         weights = sum(f.stat().st_size for f in Path(args.model).rglob("*.safetensors"))
     else:
-        with default_dtype(dtype), torch.device("meta"):
+        with tensors_created_in(dtype), torch.device("meta"):
             pipeline = build_pipeline(CONFIGS[args.config], seed=SEED, dtype=dtype)
         weights = sum(module_bytes(m) for m in pipeline_modules(pipeline).values())
     return weights + OFFLOAD_HEADROOM_BYTES <= info.total_memory
@@ -487,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     if "baseline" not in selected:
         selected.insert(0, "baseline")
 
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = default_dtype(device)
     if args.dtype:
         dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
         for run in runs.values():

@@ -157,17 +157,14 @@ def generate(
 def _run_locally(images, prompt: str, output: Path, output_format: str | None, model: str, device: str,
                  accel_preset: str, accel_options: str, **sampling) -> None:  # fmt: skip
     """Load the model, run one edit (or generation) with a progress bar, write the result."""
-    from .engine.acceleration import configure
     from .engine.images import OUTPUT_FORMATS, encode_image
-    from .engine.loading import load_engine, pick_device
+    from .engine.startup import start_engine
 
     _setup_logging("WARNING")
     fmt = output_format or {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(output.suffix.lower(), "png")
     if fmt not in OUTPUT_FORMATS:
         raise typer.BadParameter(f"unknown format {fmt}; use jpeg, png or webp")
-    torch_device = pick_device(device)
-    acceleration = configure(torch_device, accel_preset, accel_options)
-    engine = load_engine(model, device=str(torch_device), acceleration=acceleration)
+    engine = start_engine(model, device=device, preset=accel_preset, overrides=accel_options)
     if engine.info.placeholder:
         console.print(f"[yellow]Note:[/yellow] model is {engine.info.name}: {engine.info.description}.")
     started = time.perf_counter()

@@ -14,23 +14,20 @@ import pytest
 import torch
 from PIL import Image
 
-from openkontext.engine.acceleration import (
-    AccelerationError,
-    AccelerationOptions,
+from openkontext.engine.acceleration.apply import fuse_qkv, resolve
+from openkontext.engine.acceleration.devices import (
     DeviceInfo,
-    EngineRuntime,
-    PromptCache,
     best_attention_backend,
     configure,
     defaults_for,
     options_for,
-    resolve,
     validate,
-    warm_up,
-    warmup_buckets,
 )
+from openkontext.engine.acceleration.options import AccelerationError, AccelerationOptions
+from openkontext.engine.acceleration.runtime import AccelerationRuntime, PromptCache
 from openkontext.engine.configs import build_pipeline
 from openkontext.engine.loading import load_engine
+from openkontext.engine.startup import warm_up, warmup_buckets
 
 CPU = DeviceInfo("cpu")
 H100 = DeviceInfo("cuda", 0, "NVIDIA H100 80GB HBM3", (9, 0), 80 * 2**30)
@@ -278,7 +275,6 @@ def test_a_model_folder_loads_with_options(plain, tmp_path):
 def test_fused_qkv_matches_unfused():
     torch.manual_seed(0)
     unfused, fused = build_pipeline("tiny").transformer, build_pipeline("tiny").transformer
-    from openkontext.engine.acceleration import fuse_qkv
 
     released = fuse_qkv(fused)
     assert released > 0
@@ -388,7 +384,7 @@ def test_configure_layers_preset_overrides_and_fields():
 
 
 def test_runtime_without_options_passes_the_prompt_through():
-    runtime = EngineRuntime()
+    runtime = AccelerationRuntime()
     assert runtime.prompt_cache is None
     assert runtime.prompt_arguments(None, "hello", 48) == {"prompt": "hello"}
 

@@ -116,7 +116,7 @@ def test_cfg_guidance_mode_runs_two_passes_per_step_and_follows_the_scale(preset
 
     import torch
 
-    from openkontext.engine.acceleration import configure
+    from openkontext.engine.acceleration.devices import configure
 
     engine = load_engine("tiny-glyph", device="cpu", acceleration=configure(torch.device("cpu"), preset, None))
     image = _square((200, 200, 40))

@@ -20,8 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..config import Settings
 from ..engine.kontext import KontextEngine
-from ..engine.acceleration import configure, warm_up, warmup_buckets
-from ..engine.loading import load_engine, pick_device
+from ..engine.startup import start_engine
 from ..jobs.faults import describe, out_of_space
 from ..jobs.store import JobStore, StoreCorrupt
 from ..jobs.webhooks import WebhookSender
@@ -121,14 +120,10 @@ def build_service(
             log.warning("No API keys configured: generated one and saved it to %s. Use it as the x-key header.", where)
         else:
             log.info("No API keys configured: using the local key in %s.", where)
-    if engine is None:
-        device = pick_device(settings.device)
-        acceleration = configure(device, settings.accel_preset, settings.accel_options)
-        engine = load_engine(settings.model, device=str(device), transformer_file=settings.transformer_file,
-                             acceleration=acceleration, preserve=settings.preserve)  # fmt: skip
-        # Compile before the first request, not during it (a no-op unless the options compile something).
-        for run in warm_up(engine, warmup_buckets(settings.accel_warmup, engine.info.buckets)):
-            log.info("warm-up: %s", run)
+    if engine is None:  # compiled before the first request, not during it (when the options compile something)
+        engine = start_engine(settings.model, device=settings.device, transformer_file=settings.transformer_file,
+                              preset=settings.accel_preset, overrides=settings.accel_options,
+                              preserve=settings.preserve, warmup=settings.accel_warmup)  # fmt: skip
     if engine.info.placeholder:
         log.warning("MODEL: %s — %s", engine.info.name, engine.info.description)
     else:

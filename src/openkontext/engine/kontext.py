@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from diffusers import FluxKontextPipeline
 from PIL import Image
 
-from .acceleration import AccelerationOptions, EngineRuntime
+from .acceleration.options import AccelerationOptions
+from .acceleration.runtime import AccelerationRuntime
 from .buckets import nearest_bucket
 from .conditioning import GLYPH_INDEX, glyph_strip_size, render_glyphs
 from .images import fit_to_bucket
@@ -97,7 +98,7 @@ class KontextEngine:
         self.pipeline = pipeline
         self.info = info
         self.pipeline.set_progress_bar_config(disable=True)
-        self.runtime = EngineRuntime(acceleration)  # prompt cache, step-cache context, turn-taking
+        self.runtime = AccelerationRuntime(acceleration)  # prompt cache, step-cache context, turn-taking
 
     @property
     def device(self) -> torch.device:

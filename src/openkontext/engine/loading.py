@@ -14,7 +14,8 @@ import torch
 from diffusers import FluxKontextPipeline, FluxTransformer2DModel
 from diffusers.loaders.single_file_utils import load_single_file_checkpoint
 
-from .acceleration import AccelerationOptions, apply
+from .acceleration.apply import apply
+from .acceleration.options import AccelerationOptions
 from .configs import CONFIGS, build_pipeline
 from .kontext import KontextEngine
 from .model_info import config_info, folder_info
@@ -56,10 +57,6 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def default_dtype(device: torch.device) -> torch.dtype:
-    return torch.bfloat16 if device.type in ("cuda", "mps") else torch.float32
-
-
 def load_engine(
     model: str = "default",
     *,
@@ -70,7 +67,7 @@ def load_engine(
 ) -> KontextEngine:
     """Build the engine for ``model``: 'default', 'random', a named test config ('tiny'), or a folder path.
 
-    ``acceleration`` (see engine/acceleration.py) is applied to the pipeline; None keeps the plain pipeline.
+    ``acceleration`` (see engine/acceleration/) is applied to the pipeline; None keeps the plain pipeline.
     ``preserve`` replaces the model's default paste-back threshold (engine/preserve.py) when not None.
     """
     engine = _load(model, device, transformer_file, acceleration)
@@ -82,7 +79,7 @@ def load_engine(
 def _load(model: str, device: str, transformer_file: Path | None,
           acceleration: AccelerationOptions | None) -> KontextEngine:  # fmt: skip
     torch_device = pick_device(device)
-    dtype = default_dtype(torch_device) if acceleration is None else acceleration.torch_dtype(torch_device)
+    dtype = (acceleration or AccelerationOptions()).torch_dtype(torch_device)  # auto: options.default_dtype
     if model == "default":
         if (DEFAULT_MODEL_DIR / "model_index.json").exists():
             return _load_folder(DEFAULT_MODEL_DIR, torch_device, dtype, transformer_file, acceleration)

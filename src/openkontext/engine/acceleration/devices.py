@@ -1,0 +1,197 @@
+"""Acceleration per device: what a device is (``DeviceInfo``), what it gets by default (the presets), and what it
+cannot do (``validate``, which refuses with the reason and the fix).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+import torch
+
+from .options import AccelerationError, AccelerationOptions, one_of
+
+PRESETS = ("none", "auto", "fast")
+CPU_ATTENTION_BACKENDS = ("native", "_native_math")
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the option checks need to know about a device (constructible by hand, for tests and planning)."""
+
+    type: str  # cuda | cpu | mps
+    index: int | None = None
+    name: str = ""
+    capability: tuple[int, int] | None = None  # CUDA compute capability, e.g. (9, 0) for H100
+    total_memory: int | None = None  # bytes
+
+    @classmethod
+    def detect(cls, device: torch.device | str) -> DeviceInfo:
+        device = torch.device(device)
+        if device.type != "cuda":
+            return cls(type=device.type, index=device.index, name=device.type)
+        if not torch.cuda.is_available():
+            raise AccelerationError(f"device {device} was requested but CUDA is not available in this torch build")
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        return cls(type="cuda", index=index, name=props.name, capability=(props.major, props.minor),
+                   total_memory=props.total_memory)  # fmt: skip
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.type if self.index is None else f"{self.type}:{self.index}")
+
+    def at_least(self, major: int, minor: int = 0) -> bool:
+        return self.capability is not None and self.capability >= (major, minor)
+
+
+def device_info(device) -> DeviceInfo:
+    return device if isinstance(device, DeviceInfo) else DeviceInfo.detect(device)
+
+
+def defaults_for(device: torch.device | str | DeviceInfo) -> AccelerationOptions:
+    """The recommended lossless options for a device (the 'auto' preset).
+
+    CUDA: bf16, compiled transformer, fused q/k/v, the fastest attention kernel installed (FA3 on Hopper, else cuDNN
+    SDPA on sm80+), offload and VAE tiling decided by the GPU's memory, a prompt cache. No fp8, no step caching: both
+    are lossy and opt-in. CPU and MPS: their current behaviour (fp32 on CPU) plus the exact prompt cache.
+    """
+    info = device_info(device)
+    if info.type != "cuda":
+        return AccelerationOptions(prompt_cache=32)
+    return AccelerationOptions(
+        dtype="bf16",
+        compile="default",
+        fuse_qkv=True,
+        attention_backend="auto",
+        offload="auto",
+        vae_tiling="auto",
+        prompt_cache=32,
+    )
+
+
+def options_for(device: torch.device | str | DeviceInfo, preset: str = "auto", **overrides) -> AccelerationOptions:
+    """Options for ``preset`` on ``device``, with ``overrides`` (``None`` = keep the preset's value).
+
+    ``none``: nothing (the plain pipeline). ``auto``: ``defaults_for(device)``. ``fast``: ``auto`` plus the lossy and
+    slow-to-build options that reach the issue's H100 target: max-autotune compile with CUDA graphs and fp8 weights +
+    activations (on GPUs with fp8 tensor cores, compute capability 8.9+).
+    """
+    preset = one_of(preset, "preset", PRESETS)
+    info = device_info(device)
+    if preset == "none":
+        base = AccelerationOptions()
+    else:
+        base = defaults_for(info)
+        if preset == "fast" and info.type == "cuda":
+            base = base.replace(compile="max-autotune", cuda_graphs=True,
+                                fp8="weights+activations" if info.at_least(8, 9) else "off")  # fmt: skip
+    return base.replace(**overrides)
+
+
+def configure(device: torch.device | str | DeviceInfo, preset: str = "auto", overrides: str | None = None,
+              **fields) -> AccelerationOptions:  # fmt: skip
+    """Options from settings: a preset, then ``overrides`` in ``parse`` form ("compile=off,fp8=weights"), then
+    individual ``fields`` (``None`` = unset). What ``engine/startup.py`` passes to ``load_engine``."""
+    options = options_for(device, preset)
+    if overrides:
+        options = AccelerationOptions.parse(overrides, base=options)
+    return options.replace(**fields)
+
+
+def missing(module: str) -> bool:
+    """True when ``module`` is not installed."""
+    return importlib.util.find_spec(module) is None
+
+
+def validate(options: AccelerationOptions, device: torch.device | str | DeviceInfo) -> list[str]:
+    """Raise ``AccelerationError`` for what ``device`` cannot do; return warnings for what it can but should not."""
+    info = device_info(device)
+    where = f"device {info.type}" + (f" ({info.name})" if info.name and info.name != info.type else "")
+    cuda = info.type == "cuda"
+    warnings: list[str] = []
+
+    def refuse(option: str, reason: str) -> None:
+        raise AccelerationError(f"{option} is not available on {where}: {reason}")
+
+    # Combinations that cannot work anywhere come first: no package or device would help.
+    if options.cuda_graphs and options.compile == "off":
+        raise AccelerationError("cuda_graphs needs compile (default or max-autotune): the graphs are Inductor's")
+    if options.cuda_graphs and options.step_cache != "off":
+        raise AccelerationError("step_cache cannot be combined with cuda_graphs: the cache keeps block outputs "
+                                "across steps, which a graph replay overwrites. Turn one of them off")  # fmt: skip
+    if options.cuda_graphs and options.offload in ("model", "sequential"):
+        raise AccelerationError("cuda_graphs cannot be combined with offload: a graph needs its weights to stay at "
+                                "fixed GPU addresses")  # fmt: skip
+    if options.compile != "off" and options.offload == "sequential":
+        raise AccelerationError("compile cannot be combined with offload=sequential (weights move per layer); "
+                                "use offload=model, or compile=off")  # fmt: skip
+    if options.fp8 == "weights+activations" and options.offload == "sequential":
+        raise AccelerationError("fp8=weights+activations cannot be combined with offload=sequential; use "
+                                "fp8=weights (storage only) to save memory with sequential offload")  # fmt: skip
+    if not cuda:
+        if options.cuda_graphs:
+            refuse("cuda_graphs", "CUDA graphs need a CUDA GPU (use --device cuda, or turn cuda_graphs off)")
+        if options.fp8 == "weights+activations":
+            refuse("fp8=weights+activations", "float8 matrix multiplies need a CUDA GPU with compute capability "
+                   "8.9+ (Ada, Hopper); fp8=weights (storage only) works on the CPU")  # fmt: skip
+        if options.offload in ("model", "sequential"):
+            refuse(f"offload={options.offload}", "offloading moves weights between CPU and GPU memory; on the CPU "
+                   "everything is in CPU memory already")  # fmt: skip
+        if options.attention_backend not in (*CPU_ATTENTION_BACKENDS, "auto"):
+            refuse(f"attention_backend={options.attention_backend}", "this kernel runs on CUDA GPUs only; use sdpa "
+                   "(torch's scaled_dot_product_attention)")  # fmt: skip
+        if info.type == "mps":
+            if options.compile != "off":
+                refuse("compile", "torch.compile does not support MPS well enough to serve with")
+            if options.fp8 != "off":
+                refuse("fp8", "MPS has no float8 dtype")
+    else:
+        if options.fp8 == "weights+activations":
+            if not info.at_least(8, 9):
+                refuse("fp8=weights+activations", f"float8 tensor cores need compute capability 8.9+ (Ada, Hopper, "
+                       f"Blackwell), this GPU has {info.capability}; fp8=weights still saves memory")  # fmt: skip
+            if missing("torchao"):
+                raise AccelerationError("fp8=weights+activations needs torchao: pip install torchao (the release "
+                                        "matching your torch version)")  # fmt: skip
+            if options.dtype == "fp32":
+                raise AccelerationError("fp8=weights+activations quantizes bf16 activations: use dtype bf16")
+            if options.compile == "off":
+                warnings.append("fp8=weights+activations without compile is slower than bf16: the dynamic "
+                                "quantisation of activations only pays off when Inductor fuses it")  # fmt: skip
+        if options.offload in ("model", "sequential") and missing("accelerate"):
+            raise AccelerationError(f"offload={options.offload} needs the accelerate package: pip install accelerate")
+        backend = options.attention_backend
+        if backend.endswith("_hub"):
+            raise AccelerationError(f"attention_backend={backend} downloads its kernel from the Hugging Face Hub; "
+                                    "OpenKontext loads nothing from a hub. Install flash-attn (flash) or FA3 "
+                                    "(fa3) locally, or use cudnn / sdpa")  # fmt: skip
+        if backend not in ("auto", "native"):
+            from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
+
+            try:
+                _check_attention_backend_requirements(AttentionBackendName(backend))
+            except (RuntimeError, ImportError) as exc:
+                raise AccelerationError(f"attention_backend={backend} cannot be used: {exc}") from None
+            if backend in ("_flash_3", "_flash_varlen_3") and not info.at_least(9, 0):
+                refuse(f"attention_backend={backend}", "Flash-Attention 3 runs on Hopper (compute capability 9.0)")
+    if options.compile != "off" and options.step_cache != "off":
+        warnings.append("step caching breaks the compiled graph at each cached block (compiled without fullgraph)")
+    if options.compile != "off" and options.offload == "model":
+        warnings.append("compile with offload=model is untested: the offload hook runs inside the compiled forward "
+                        "(compiled without fullgraph)")  # fmt: skip
+    return warnings
+
+
+def best_attention_backend(device: torch.device | str | DeviceInfo) -> str:
+    """FA3 on Hopper when installed, else cuDNN SDPA on sm80+ GPUs, else torch's SDPA."""
+    info = device_info(device)
+    if info.type != "cuda":
+        return "native"
+    from diffusers.models import attention_dispatch
+
+    if info.at_least(9, 0) and not info.at_least(10, 0) and getattr(attention_dispatch, "_CAN_USE_FLASH_ATTN_3", False):
+        return "_flash_3"
+    if info.at_least(8, 0) and torch.backends.cudnn.is_available() and (torch.backends.cudnn.version() or 0) >= 90000:
+        return "_native_cudnn"
+    return "native"
