@@ -50,7 +50,7 @@ from openkontext.engine.acceleration.devices import DeviceInfo, options_for, val
 from openkontext.engine.acceleration.options import AccelerationError, AccelerationOptions, default_dtype
 from openkontext.engine.buckets import nearest_bucket
 from openkontext.engine.configs import CONFIGS, build_pipeline
-from openkontext.engine.kontext import KontextEngine
+from openkontext.engine.kontext import KontextEngine, MultiReferenceKontextPipeline
 from openkontext.engine.model_info import ModelInfo, config_info, folder_info
 from openkontext.sizes import parse_sizes
 
@@ -213,8 +213,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class Editor:
-    """One complete edit, through the plain pipeline (baseline) or the OpenKontext engine."""
+class EditRunner:
+    """Runs one complete edit per call, through the plain pipeline (baseline) or the OpenKontext engine."""
 
     def __init__(self, pipeline, info: ModelInfo, options: AccelerationOptions | None, device: torch.device):
         self.pipeline, self.info, self.device = pipeline, info, device
@@ -264,12 +264,12 @@ class Result:
         return statistics.median(self.seconds) if self.seconds else None
 
 
-def measure(editor: Editor, run: str, size, args, device, flops_per_step: float, outputs: dict) -> Result:
+def measure(runner: EditRunner, run: str, size, args, device, flops_per_step: float, outputs: dict) -> Result:
     image = context_image(*size)
     result = Result(run, size, tflop_per_edit=flops_per_step * args.steps / 1e12)
     for index in range(max(1, args.warmup)):
         started = time.perf_counter()
-        output = editor(image, PROMPT if index == 0 else f"{PROMPT} (warm-up {index})", size, args.steps)
+        output = runner(image, PROMPT if index == 0 else f"{PROMPT} (warm-up {index})", size, args.steps)
         sync(device)
         result.warmup_seconds.append(time.perf_counter() - started)
         if index == 0:
@@ -278,7 +278,7 @@ def measure(editor: Editor, run: str, size, args, device, flops_per_step: float,
         torch.cuda.reset_peak_memory_stats(device)
     for index in range(args.repeats):
         started = time.perf_counter()
-        editor(image, f"{PROMPT}, take {index + 1}", size, args.steps)  # distinct prompts: no prompt-cache hits
+        runner(image, f"{PROMPT}, take {index + 1}", size, args.steps)  # distinct prompts: no prompt-cache hits
         sync(device)
         result.seconds.append(time.perf_counter() - started)
     if device.type == "cuda":
@@ -301,14 +301,14 @@ def _category(name: str) -> str:
     return "other"
 
 
-def profile(editor: Editor, size, args, device) -> dict:
+def profile(runner: EditRunner, size, args, device) -> dict:
     """Phases of one edit (synchronised wall-clock) and the kernels that take the time (torch.profiler)."""
     image = context_image(*size)
     marks: dict[str, float] = {}
     step_times: list[float] = []
-    vae = editor.pipeline.vae
+    vae = runner.pipeline.vae
     original_encode, original_decode = vae.encode, vae.decode
-    pipeline_class = type(editor.engine._pipeline_for_one_call()) if editor.engine else type(editor.pipeline)
+    pipeline_class = MultiReferenceKontextPipeline if runner.engine else type(runner.pipeline)
     original_prompt = pipeline_class.encode_prompt
     own_prompt_method = "encode_prompt" in pipeline_class.__dict__
 
@@ -324,7 +324,7 @@ def profile(editor: Editor, size, args, device) -> dict:
 
         return wrapper
 
-    def on_step(step, total, latents):
+    def on_step(step, total, _):
         sync(device)
         step_times.append(time.perf_counter())
 
@@ -333,7 +333,7 @@ def profile(editor: Editor, size, args, device) -> dict:
     try:
         sync(device)
         started = time.perf_counter()
-        editor(image, f"{PROMPT} (profiled)", size, args.steps, on_step=on_step)
+        runner(image, f"{PROMPT} (profiled)", size, args.steps, on_step=on_step)
         sync(device)
         total = time.perf_counter() - started
     finally:
@@ -346,7 +346,7 @@ def profile(editor: Editor, size, args, device) -> dict:
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as prof:
-        editor(image, f"{PROMPT} (profiled again)", size, args.steps)
+        runner(image, f"{PROMPT} (profiled again)", size, args.steps)
         sync(device)
     denoise_start = marks.get("vae_encode_end", started)
     denoise = (step_times[-1] - denoise_start) if step_times else 0.0
@@ -534,16 +534,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{name}] skipped: {skip}", flush=True)
             results += [Result(name, size, skipped=skip) for size in run_sizes]
             continue
-        editor = Editor(pipeline, model, options, device)
+        runner = EditRunner(pipeline, model, options, device)
         for size in run_sizes:
             flops = transformer_flops(flops_config, *size, text_tokens, vae_scale=pipeline.vae_scale_factor)
-            result = measure(editor, name, size, args, device, flops, outputs)
+            result = measure(runner, name, size, args, device, flops, outputs)
             results.append(result)
             print(f"[{name}] {size[0]}x{size[1]}: median {result.median:.3f} s/edit "
                   f"(warm-up {', '.join(f'{s:.1f}' for s in result.warmup_seconds)} s)", flush=True)  # fmt: skip
         if args.profile == name:
-            profiles[name] = profile(editor, run_sizes[0], args, device)
-        del editor, pipeline
+            profiles[name] = profile(runner, run_sizes[0], args, device)
+        del runner, pipeline
         torch._dynamo.reset()  # compiled graphs (and their CUDA graph pools) of this run
         gc.collect()
         if device.type == "cuda":

@@ -245,21 +245,18 @@ def download(
     typer.echo(str(path))
 
 
-def engine_editor(model: str, preserve: float | None = None):
+def bench_editor(model: str, preserve: float | None = None):
     """``--model`` for the benchmark: a built-in reference editor's name, or a model for ``load_engine``."""
-    from .quality.cli import BUILTIN_EDITORS
     from .engine.loading import load_engine
+    from .quality.cli import BUILTIN_EDITORS
+    from .quality.editors import engine_editor
 
     if model in BUILTIN_EDITORS:
         return BUILTIN_EDITORS[model]
     engine = load_engine(model, preserve=preserve)
     if engine.info.placeholder:
         console.print(f"[yellow]Note:[/yellow] model is {engine.info.name}: {engine.info.description}.")
-
-    def edit(images, prompt, *, seed, steps, guidance, width, height):
-        return engine.edit(images, prompt, seed=seed, steps=steps, guidance=guidance, size=(width, height))
-
-    return edit
+    return engine_editor(engine)
 
 
 def _register_subcommands() -> None:
@@ -268,7 +265,7 @@ def _register_subcommands() -> None:
     from .training.cli import app as train_app
 
     app.add_typer(toyworld_app, name="toyworld")
-    app.add_typer(make_bench_app(engine_editor), name="bench")
+    app.add_typer(make_bench_app(bench_editor), name="bench")
     app.add_typer(train_app, name="train")
 
 

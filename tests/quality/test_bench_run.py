@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from openkontext.quality import ocr
 from openkontext.quality.cli import make_app
-from openkontext.quality.editors import copy_input, unrelated_scene, wrong_edit
+from openkontext.quality.editors import copy_input, engine_editor, unrelated_scene, wrong_edit
 from openkontext.quality.metrics import psnr
 from openkontext.quality.runner import bench_cases, run_bench, sweep
 from openkontext.toyworld import CATEGORIES
@@ -129,3 +129,11 @@ def test_cli_run_uses_the_factory(tmp_path):
     assert made[-1] == ("m2", {"preserve": 0.05})
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["summary"]["my-model"]["local"]["success_rate"] == 0.0
+
+
+def test_an_engine_is_an_editor_at_the_benchmarks_size():
+    from openkontext.engine.loading import load_engine
+
+    editor = engine_editor(load_engine("tiny", device="cpu"))
+    image = Image.new("RGB", (64, 64), (200, 40, 40))
+    assert editor((image,), "make it blue", seed=0, steps=2, guidance=3.0, width=80, height=48).size == (80, 48)

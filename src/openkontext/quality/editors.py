@@ -1,8 +1,9 @@
-"""Editors: the callable interface the benchmark drives, and the built-in reference editors.
+"""Editors: the callable interface the benchmark drives, the built-in reference editors, and an engine as one.
 
 An editor is any callable ``editor(images, prompt, *, seed, steps, guidance, width, height) -> PIL.Image``;
 ``images`` is empty for text-to-image. ``copy_input`` is the floor and ``ground_truth`` the ceiling, scored on
 the same cases as the model; ``wrong_edit`` is a deliberately wrong editor (tests show it scores low).
+``engine_editor`` turns a loaded ``KontextEngine`` into an editor.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from openkontext.toyworld.split import stable_hash
 class Editor(Protocol):
     def __call__(self, images: list[Image.Image], prompt: str, *, seed: int, steps: int, guidance: float,
                  width: int, height: int) -> Image.Image: ...
+
+
+def engine_editor(engine) -> Editor:
+    """A ``KontextEngine`` (engine/kontext.py) as an editor: the benchmark's width and height are the output size."""
+
+    def edit(images, prompt, *, seed, steps, guidance, width, height) -> Image.Image:
+        return engine.edit(list(images), prompt, seed=seed, steps=steps, guidance=guidance, size=(width, height))
+
+    return edit
 
 
 def copy_input(images, prompt, *, seed, steps, guidance, width, height) -> Image.Image:

@@ -6,7 +6,7 @@
 - ``flow``: the rectified-flow objective with FluxKontextPipeline's own packing, ids and timestep shift, and
   guidance distillation;
 - ``checkpoint``: full training state in a run folder; export to a diffusers folder + openkontext.json;
-- ``loop``: the resumable training loops; ``export_engine``: benchmark editors; ``cli``: the Typer app.
+- ``loop``: the resumable training loops; ``editors``: benchmark editors; ``cli``: the Typer app.
 """
 
 from .config import PRESETS, TrainConfig, preset

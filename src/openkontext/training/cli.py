@@ -152,9 +152,9 @@ def bench(model: Path = typer.Option(..., "--model", help="an exported folder or
     from openkontext.quality import run_bench
     from openkontext.quality.report import markdown_table
 
-    from .export_engine import engine_from_folder, engine_from_run
+    from .editors import editor_from_folder, editor_from_run
 
-    editor = engine_from_folder(model) if (model / "model_index.json").exists() else engine_from_run(model)
+    editor = editor_from_folder(model) if (model / "model_index.json").exists() else editor_from_run(model)
     cats = categories.split(",") if categories else None
     result = run_bench(editor, n=n, categories=cats, out_dir=out, steps=steps, guidance=guidance)
     typer.echo(markdown_table(result.summaries))

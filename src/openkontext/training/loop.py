@@ -270,9 +270,9 @@ def bench_samples(run_dir: Path, step: int, n: int = 1, steps: int = 20) -> dict
     """A small benchmark of the run's current (EMA) weights: per-category success, sheets in samples/STEP."""
     from openkontext.quality import run_bench
 
-    from .export_engine import engine_from_run
+    from .editors import editor_from_run
 
-    editor = engine_from_run(run_dir)
+    editor = editor_from_run(run_dir)
     result = run_bench(editor, n=n, out_dir=Path(run_dir) / "samples" / f"{step:07d}", steps=steps,
                        references=False)
     return {"success": {c: s.get("success_rate") for c, s in result.summaries["model"].items()}}
