@@ -4,6 +4,7 @@ import { ApiError, createApi, endpoint, EDIT_ROUTE, fetchResult } from "./api.js
 import { curlCommand } from "./curl.js";
 import { EXAMPLES, examplePath, exampleUrl } from "./examples.js";
 import { HISTORY_LIMITS, HistoryTooLarge, megabytes, openHistory } from "./history-store.js";
+import { TaskStatus } from "./statuses.js";
 
 const KEY_STORAGE = "openkontext.playground.key";
 const POLL_MS = 400;
@@ -350,7 +351,7 @@ async function pollUntilDone(id) {
       await sleep(POLL_MS * 2 ** failures);
       continue;
     }
-    if (view.status !== "Pending") return view;
+    if (view.status !== TaskStatus.PENDING) return view;
     renderProgress(view);
     await sleep(POLL_MS);
   }
@@ -360,13 +361,13 @@ function terminalMessage(view) {
   const reasons = (view.details?.moderation_reasons || []).filter(Boolean).join("; ");
   const why = reasons ? ` Reason: ${reasons}.` : "";
   switch (view.status) {
-    case "Request Moderated":
+    case TaskStatus.REQUEST_MODERATED:
       return `Request Moderated: the instruction or the input image was refused before running.${why}`;
-    case "Content Moderated":
+    case TaskStatus.CONTENT_MODERATED:
       return `Content Moderated: the result was refused, so it is not shown.${why}`;
-    case "Error":
+    case TaskStatus.ERROR:
       return `The task failed: ${(view.details?.error || "the engine reported an error").replace(/\.$/, "")}.`;
-    case "Task not found":
+    case TaskStatus.TASK_NOT_FOUND:
       return "Task not found: the server no longer knows this task (it may have expired).";
     default:
       return `The task ended as “${view.status}”.`;
@@ -403,8 +404,8 @@ async function run(body, input) {
     state.job.id = id;
     if (state.job.cancelling) await api.cancel(id); // Cancel was pressed while the request was on its way
     const view = await pollUntilDone(id);
-    if (view.status === "Ready") await addStep(view, body, input);
-    else if (view.status === "Cancelled") showMessage("Cancelled: the task was stopped before it finished.", "info");
+    if (view.status === TaskStatus.READY) await addStep(view, body, input);
+    else if (view.status === TaskStatus.CANCELLED) showMessage("Cancelled: the task was stopped before it finished.", "info");
     else showMessage(terminalMessage(view));
   } catch (error) {
     showMessage(error?.message || String(error));

@@ -1,6 +1,8 @@
 // The shell commands that do what the page did for one step: submit, poll until done, download the result.
 // The key stays out of the text: the commands read it from $BFL_API_KEY, as the README's examples do.
 
+import { TaskStatus } from "./statuses.js";
+
 /** Quote a word for a POSIX shell: single quotes, with each ' written as '\''. */
 export function shellQuote(word) {
   return `'${String(word).replace(/'/g, `'\\''`)}'`;
@@ -46,7 +48,7 @@ export function curlCommand({ url, pollUrl, body, imagePath, outputPath }) {
     ")",
     'request_id=$(jq -r .id <<< "$request")',
     `until result=$(curl -s "${doubleQuoted(pollUrl)}?id=\${request_id}" ${key}); ` +
-      '[ "$(jq -r .status <<< "$result")" != Pending ]; do sleep 1; done',
+      `[ "$(jq -r .status <<< "$result")" != ${TaskStatus.PENDING} ]; do sleep 1; done`,
     'jq -r .status <<< "$result"',
     `curl -s -o ${shellQuote(outputPath)} "$(jq -r .result.sample <<< "$result")"`,
   ].join("\n");
