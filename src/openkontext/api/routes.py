@@ -31,6 +31,7 @@ from .schemas import (
     TextToImageRequest,
     WebhookSubmitResponse,
 )
+from .pagination import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from .signing import signed_params
 from .submit import submit
 from .views import task_view
@@ -50,8 +51,9 @@ def service_of(request: Request):
     return request.app.state.service
 
 
-def require_owner(request: Request, key: Annotated[str | None, Depends(_key_header)]) -> str:
-    """The owner id for the request's x-key; 401 if missing, 403 if unknown."""
+async def require_owner(request: Request, key: Annotated[str | None, Depends(_key_header)]) -> str:
+    """The owner id for the request's x-key; 401 if missing, 403 if unknown. (A hash and a comparison: it runs on
+    the event loop, sparing every request a trip through the thread pool.)"""
     if not key:
         raise HTTPException(401, "missing API key: send it in the x-key header")
     owner = service_of(request).keys.owner_of(key)
@@ -120,8 +122,10 @@ def submit_text_to_image(
 # --- poll, stream, list, cancel -------------------------------------------------------------------------------------
 
 
-def view_of(request: Request, job: Job) -> dict[str, Any]:
+def view_of(request: Request, job: Job, queue_position: int | None = None) -> dict[str, Any]:
     service = service_of(request)
+    if job.status == JobStatus.QUEUED and queue_position is None:
+        queue_position = service.store.queue_positions([job])[job.id]
     preview = None
     if job.status == JobStatus.RUNNING and service.storage.exists(preview_key(job.id)):
         preview = service.storage.get(preview_key(job.id))
@@ -130,7 +134,7 @@ def view_of(request: Request, job: Job) -> dict[str, Any]:
         base_url=base_url(request),
         signer=service.signer,
         webhook=service.store.webhook_state(job.id) if job.webhook_url else None,
-        queue_position=service.store.queue_position(job) if job.status == JobStatus.QUEUED else None,
+        queue_position=queue_position,
         preview=preview,
     )
 
@@ -141,9 +145,18 @@ def not_found(task_id: str) -> dict[str, Any]:
 
 @router.get("/v1/get_result", response_model=ResultResponse, responses=AUTH_ERRORS, tags=["tasks"],
             summary="Poll a task: status, progress, and the result URL when Ready")  # fmt: skip
-def get_result(request: Request, owner: Owner, id: TaskId) -> ResultResponse:
-    job = service_of(request).store.get(id, owner)
-    return ResultResponse(**(view_of(request, job) if job else not_found(id)))
+async def get_result(request: Request, owner: Owner, id: TaskId) -> ResultResponse:
+    """Polls are most of a server's requests. A task that ended (and has no webhook whose delivery state could still
+    change) is answered from memory on the event loop; any other reads the store in the thread pool."""
+    job = service_of(request).store.get_ended(id, owner)
+    if job is not None and not job.webhook_url:
+        return ResultResponse(**view_of(request, job))
+    return await run_in_threadpool(poll, request, owner, id)
+
+
+def poll(request: Request, owner: str, task_id: str) -> ResultResponse:
+    job = service_of(request).store.get(task_id, owner)
+    return ResultResponse(**(view_of(request, job) if job else not_found(task_id)))
 
 
 @router.post("/v1/cancel", response_model=ResultResponse, responses=AUTH_ERRORS, tags=["tasks"],
@@ -164,30 +177,21 @@ def list_tasks(
     request: Request,
     owner: Owner,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=128, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS,
+                                        description="next_cursor of the previous page")] = None,
 ) -> TaskList:
-    # The cursor, opaque to clients, is the keyset (created_at, id) of the page's last task as unpadded URL-safe
-    # base64 of "<created_at> <id>": tasks created at the same instant are neither skipped nor repeated (list_for).
-    import base64  # local: only this route needs them
-    import math
-
     before = None
     if cursor is not None:
         try:
-            text = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode("ascii")
-            created_at, _, job_id = text.partition(" ")
-            before = (float(created_at), job_id)
-            if not (math.isfinite(before[0]) and 0 < len(job_id) <= 36 and job_id.replace("-", "").isalnum()):
-                raise ValueError(cursor)
-        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors too
+            before = decode_cursor(cursor)
+        except ValueError:
             raise HTTPException(422, "cursor must be a next_cursor value from a previous page") from None
-    jobs = service_of(request).store.list_for(owner, limit=limit + 1, before=before)
+    store = service_of(request).store
+    jobs = store.list_for(owner, limit=limit + 1, before=before)
     page, more = jobs[:limit], len(jobs) > limit
-    next_cursor = None
-    if more:
-        keyset = f"{page[-1].created_at!r} {page[-1].id}"  # repr: the float comes back exactly
-        next_cursor = base64.urlsafe_b64encode(keyset.encode()).decode().rstrip("=")
-    return TaskList(tasks=[ResultResponse(**view_of(request, job)) for job in page], next_cursor=next_cursor)
+    positions = store.queue_positions(page)
+    return TaskList(tasks=[ResultResponse(**view_of(request, job, positions.get(job.id))) for job in page],
+                    next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None)  # fmt: skip
 
 
 @router.get(
