@@ -146,17 +146,23 @@ def not_found(task_id: str) -> dict[str, Any]:
 @router.get("/v1/get_result", response_model=ResultResponse, responses=AUTH_ERRORS, tags=["tasks"],
             summary="Poll a task: status, progress, and the result URL when Ready")  # fmt: skip
 async def get_result(request: Request, owner: Owner, id: TaskId) -> ResultResponse:
-    """Polls are most of a server's requests. A task that ended (and has no webhook whose delivery state could still
-    change) is answered from memory on the event loop; any other reads the store in the thread pool."""
-    job = service_of(request).store.get_ended(id, owner)
+    _, view = await current_view(request, owner, id)
+    return ResultResponse(**view)
+
+
+async def current_view(request: Request, owner: str, task_id: str) -> tuple[Job | None, dict[str, Any]]:
+    """A task and its get_result body. Polls are most of a server's requests: a task that ended (and has no webhook
+    whose delivery state could still change) is answered from memory on the event loop; any other is read from the
+    store in one trip through the thread pool."""
+    job = service_of(request).store.get_ended(task_id, owner)
     if job is not None and not job.webhook_url:
-        return ResultResponse(**view_of(request, job))
-    return await run_in_threadpool(poll, request, owner, id)
+        return job, view_of(request, job)
+    return await run_in_threadpool(read_view, request, owner, task_id)
 
 
-def poll(request: Request, owner: str, task_id: str) -> ResultResponse:
+def read_view(request: Request, owner: str, task_id: str) -> tuple[Job | None, dict[str, Any]]:
     job = service_of(request).store.get(task_id, owner)
-    return ResultResponse(**(view_of(request, job) if job else not_found(task_id)))
+    return job, view_of(request, job) if job else not_found(task_id)
 
 
 @router.post("/v1/cancel", response_model=ResultResponse, responses=AUTH_ERRORS, tags=["tasks"],
@@ -204,13 +210,11 @@ def list_tasks(
 async def stream_result(request: Request, owner: Owner, id: TaskId) -> StreamingResponse:
     """Each event is ``event: status`` with the get_result body as ``data``, sent whenever it changes (the signed
     URL aside); the stream ends after the terminal state."""
-    store = service_of(request).store
 
     async def events():
         last = None
         while not await request.is_disconnected():
-            job = await run_in_threadpool(store.get, id, owner)
-            view = await run_in_threadpool(view_of, request, job) if job else not_found(id)
+            job, view = await current_view(request, owner, id)
             comparable = {**view, "result": bool(view["result"])}
             if comparable != last:
                 last = comparable
