@@ -6,15 +6,8 @@ import pytest
 from sqlalchemy import update
 
 from openkontext.jobs.spec import JobSpec
-from openkontext.jobs.store import JobRow, JobStore
+from openkontext.jobs.store import JobRow
 from openkontext.statuses import JobStatus, TaskStatus
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
-    yield store
-    store.close()
 
 
 def create(store: JobStore, spec: JobSpec, job_id: str = "job-1"):

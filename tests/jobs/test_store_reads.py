@@ -9,17 +9,10 @@ import pytest
 from sqlalchemy import update
 
 from openkontext.jobs.spec import JobSpec
-from openkontext.jobs.store import JobRow, JobStore
+from openkontext.jobs.store import JobRow
 from openkontext.statuses import JobStatus
 
 SPEC = JobSpec("x", seed=1, steps=2, guidance=2.5, safety_tolerance=2, output_format="jpeg")
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
-    yield store
-    store.close()
 
 
 def create(store: JobStore, job_id: str, owner: str = "key-a", retention_s: float = 3600):

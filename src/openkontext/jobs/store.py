@@ -340,8 +340,8 @@ class JobStore:
         now = time.time()
         row = JobRow(
             id=job_id, owner=owner, route=route, status=status.value, prompt=spec.prompt, params=spec.params(),
-            seed=str(spec.seed), input_keys=input_keys, progress=0.0, created_at=now, expires_at=now + retention_s, attempts=0,
-            finished_at=now if status.terminal else None, error=error, webhook_url=webhook_url,
+            seed=str(spec.seed), input_keys=input_keys, progress=0.0, created_at=now, expires_at=now + retention_s,
+            attempts=0, finished_at=now if status.terminal else None, error=error, webhook_url=webhook_url,
             webhook_secret=webhook_secret,
         )  # fmt: skip
         try:
@@ -475,7 +475,10 @@ class JobStore:
                 query = select(JobRow.id).where(claimable, JobRow.expires_at > now)
                 if skip:
                     query = query.where(JobRow.id.not_in(skip))
-                candidate = session.scalar(query.order_by(JobRow.created_at).limit(1))
+                # PostgreSQL: concurrent claimers skip each other's candidate row instead of racing for it
+                # (SQLite has no row locks; its single writer serialises claims anyway).
+                query = query.order_by(JobRow.created_at).limit(1).with_for_update(skip_locked=True)
+                candidate = session.scalar(query)
                 if candidate is None:
                     return None
                 taken = session.execute(

@@ -1,0 +1,77 @@
+"""Workers and API replicas racing on one store (threads with their own JobStore each, like separate processes):
+every job is claimed exactly once, and an Idempotency-Key creates one task however many requests race with it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from openkontext.jobs.spec import JobSpec
+from openkontext.jobs.store import IdempotencyConflict, JobStore
+
+SPEC = JobSpec("x", seed=1, steps=2, guidance=2.5, safety_tolerance=2, output_format="jpeg")
+
+
+def race(count: int, work) -> list:
+    """Run ``work(index)`` in ``count`` threads released at the same instant; their results (or exceptions)."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = work(index)
+        except Exception as exc:  # noqa: BLE001  (the test inspects it)
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def test_concurrent_workers_claim_every_job_exactly_once(store):
+    for index in range(40):
+        store.create(job_id=f"job-{index:02d}", owner="key-a", route="r", spec=SPEC, input_keys=[], retention_s=3600)
+    url = store.db.url.render_as_string(hide_password=False)
+    workers = [JobStore(url) for _ in range(6)]
+
+    def drain(index: int) -> list[str]:
+        claimed = []
+        while (job := workers[index].claim(f"worker-{index}", lease_s=60, max_attempts=3)) is not None:
+            claimed.append(job.id)
+        return claimed
+
+    try:
+        results = race(len(workers), drain)
+    finally:
+        for worker in workers:
+            worker.close()
+    claimed = [job_id for result in results for job_id in result]
+    assert sorted(claimed) == [f"job-{index:02d}" for index in range(40)]  # all of them, none twice
+
+
+def test_an_idempotency_key_racing_across_replicas_creates_one_task(store):
+    url = store.db.url.render_as_string(hide_password=False)
+    replicas = [JobStore(url) for _ in range(6)]
+
+    def submit(index: int):
+        return replicas[index].create(job_id=f"attempt-{index}", owner="key-a", route="r", spec=SPEC, input_keys=[],
+                                      retention_s=3600, idempotency=("retry-1", "hash-1"))  # fmt: skip
+
+    try:
+        results = race(len(replicas), submit)
+    finally:
+        for replica in replicas:
+            replica.close()
+    created = [result for result in results if not isinstance(result, Exception)]
+    conflicts = [result for result in results if isinstance(result, IdempotencyConflict)]
+    assert len(created) == 1 and len(conflicts) == len(replicas) - 1, results
+    assert {conflict.job_id for conflict in conflicts} == {created[0].id}
+    assert store.find_idempotent("key-a", "retry-1") == (created[0].id, "hash-1")
+    with pytest.raises(IdempotencyConflict):  # and a late retry too
+        store.create(job_id="late", owner="key-a", route="r", spec=SPEC, input_keys=[], retention_s=3600,
+                     idempotency=("retry-1", "hash-1"))  # fmt: skip
