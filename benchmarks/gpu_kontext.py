@@ -158,6 +158,8 @@ def build(args, dtype: torch.dtype, where: torch.device):
     if args.model:
         from diffusers import FluxKontextPipeline
 
+        import openkontext.engine.tiny_autoencoder  # noqa: F401  (diffusers finds the default model's VAE class by module)
+
         pipeline = FluxKontextPipeline.from_pretrained(args.model, torch_dtype=dtype, local_files_only=True)
         return pipeline.to(where)
     # Random weights: created directly in the target dtype on the target device (the same seed gives the same
