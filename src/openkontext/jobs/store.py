@@ -44,6 +44,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from ..statuses import JobStatus
+from . import schema
 from .faults import backoff_s, transient_store_error
 from .spec import JobSpec
 
@@ -72,6 +73,10 @@ class IdempotencyConflict(Exception):
 
 class StoreCorrupt(Exception):
     """The database failed its integrity check: refuse to serve from it."""
+
+
+class SchemaMismatch(Exception):
+    """The database's schema is not the one this version needs; the message says what to run."""
 
 
 class Base(DeclarativeBase):
@@ -289,13 +294,17 @@ def retried(method):
 
 
 class JobStore:
-    def __init__(
-        self, url: str, *, webhook_retry_s: float = 24 * 3600, busy_timeout_s: float = 5.0, retry_s: float = 10.0
-    ):
+    def __init__(self, url: str, *, webhook_retry_s: float = 24 * 3600, busy_timeout_s: float = 5.0,
+                 retry_s: float = 10.0, migrate: bool = True):  # fmt: skip
+        """``migrate``: bring the schema to this version's (jobs/schema.py); False: refuse (SchemaMismatch) unless it
+        is there already — for deployments where one command migrates and many processes share the database."""
         self.webhook_retry_s = webhook_retry_s  # how long a failing webhook delivery is retried
         self.retry_s = retry_s  # how long one operation is retried on transient errors before it raises
         self.db = make_db_engine(url, busy_timeout_s)
-        retried(lambda store: Base.metadata.create_all(store.db))(self)
+        if migrate:
+            retried(lambda store: schema.upgrade(store.db))(self)
+        elif problem := retried(lambda store: schema.problem(store.db))(self):
+            raise SchemaMismatch(problem)
         self._session = sessionmaker(self.db, expire_on_commit=False)
         self._ended = EndedJobs()
 
