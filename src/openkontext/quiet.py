@@ -12,10 +12,14 @@ import logging
 import os
 
 LIBRARIES = ("diffusers", "transformers")
+# Loggers without a verbosity variable: torchao (imported by diffusers when installed) reports the CUDA kernels a CPU
+# build cannot load, and its import makes torch log a deprecation notice.
+LOGGERS = ("torchao", "torch.utils._pytree")
 
 
 def quiet_libraries() -> None:
-    """Errors only from diffusers and transformers, whether they are imported already or not."""
+    """Errors only from diffusers, transformers and torchao, whether they are imported already or not."""
     for name in LIBRARIES:
         os.environ.setdefault(f"{name.upper()}_VERBOSITY", "error")  # read on the library's first import
+    for name in (*LIBRARIES, *LOGGERS):
         logging.getLogger(name).setLevel(logging.ERROR)
