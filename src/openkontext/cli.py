@@ -51,7 +51,10 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Interface to bind.")] = None,
     port: Annotated[Optional[int], typer.Option(help="TCP port.")] = None,
     model: Annotated[Optional[str], typer.Option(help="'default', 'random', or a diffusers folder.")] = None,
-    transformer_file: Annotated[Optional[Path], typer.Option(help="BFL single-file transformer.")] = None,
+    transformer_file: TransformerFileOpt = None,
+    quantize: QuantizeOpt = None,
+    lora: Annotated[Optional[list[str]], typer.Option("--lora", help="LoRA adapter NAME=PATH[:SCALE] (repeatable); "
+                                                      "requests choose them by name.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1, mps …")] = None,
     preserve: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=PRESERVE_HELP)] = None,
     accel_preset: Annotated[Optional[str], typer.Option(help="none, auto or fast (docs/gpu.md).")] = None,
@@ -65,6 +68,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING …")] = "INFO",
 ) -> None:
     """Run the API server with its workers (settings also come from OPENKONTEXT_* variables)."""
+    from pydantic import ValidationError
     from rich.markup import escape
 
     from .api.app import StartupError, check_data_dir, create_app, open_store
@@ -73,11 +77,15 @@ def serve(
 
     _setup_logging(log_level)
     overrides = dict(host=host, port=port, model=model, transformer_file=transformer_file, device=device,
-                     preserve=preserve,
+                     preserve=preserve, quantize=quantize, loras=lora,
                      accel_preset=accel_preset, accel_options=accel_options, accel_warmup=accel_warmup,
                      workers=workers, data_dir=data_dir, database_url=database_url, api_keys=api_key,
                      public_url=public_url)  # fmt: skip
-    settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
+    try:
+        settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
     try:  # before the model loads: a data dir or database that cannot work fails now, with its path and cause
         check_data_dir(settings)
         store = open_store(settings)  # opened and checked once, then served
@@ -90,6 +98,12 @@ def serve(
 
 
 PRESERVE_HELP = "Paste-back threshold 0-1 (0: off; default: the model's own, docs/api.md)."
+TransformerFileOpt = Annotated[Optional[Path], typer.Option(help="Single-file transformer: BFL's .safetensors or a "
+                                                                 "quantized .gguf (docs/deploy-flux.md).")]
+LocalLoraOpt = Annotated[Optional[list[str]], typer.Option("--lora", help="LoRA adapter PATH[:SCALE] (a "
+                                                            ".safetensors; repeatable: they apply together).")]
+QuantizeOpt = Annotated[Optional[str], typer.Option(help="off, int8 or fp8: torchao weight-only quantization of the "
+                                                         "transformer at load time.")]
 ModelOpt = Annotated[str, typer.Option(help="'default', 'random', or a diffusers folder.")]
 PreserveOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=PRESERVE_HELP)]
 SeedOpt = Annotated[int, typer.Option(help="Seed (same seed, same output).")]
@@ -118,6 +132,9 @@ def edit(
     device: DeviceOpt = "auto",
     accel_preset: PresetOpt = "auto",
     accel_options: AccelOpt = "compile=off",
+    transformer_file: TransformerFileOpt = None,
+    quantize: QuantizeOpt = None,
+    lora: LocalLoraOpt = None,
 ) -> None:
     """Edit an image on this machine, without a server."""
     from .engine.images import decode_image
@@ -125,8 +142,10 @@ def edit(
     if len(reference or []) > 3:
         raise typer.BadParameter("at most 3 extra references (4 images in all)", param_hint="--reference")
     images = [decode_image(path.read_bytes(), max_pixels=100_000_000) for path in [image, *(reference or [])]]
-    _run_locally(images, prompt, output, output_format, model, device, accel_preset, accel_options,
-                 seed=seed, steps=steps, guidance=guidance, preserve=preserve)  # fmt: skip
+    loading = dict(model=model, device=device, preset=accel_preset, overrides=accel_options,
+                   transformer_file=transformer_file, quantize=quantize, adapters=_adapters(lora))  # fmt: skip
+    _run_locally(images, prompt, output, output_format, loading, seed=seed, steps=steps, guidance=guidance,
+                 preserve=preserve)  # fmt: skip
 
 
 @app.command()
@@ -142,6 +161,9 @@ def generate(
     device: DeviceOpt = "auto",
     accel_preset: PresetOpt = "auto",
     accel_options: AccelOpt = "compile=off",
+    transformer_file: TransformerFileOpt = None,
+    quantize: QuantizeOpt = None,
+    lora: LocalLoraOpt = None,
 ) -> None:
     """Text-to-image on this machine, without a server."""
     from .engine.buckets import parse_aspect_ratio
@@ -150,21 +172,44 @@ def generate(
         ratio = parse_aspect_ratio(aspect_ratio)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--aspect-ratio") from None
-    _run_locally([], prompt, output, output_format, model, device, accel_preset, accel_options,
-                 seed=seed, steps=steps, guidance=guidance, aspect_ratio=ratio)  # fmt: skip
+    loading = dict(model=model, device=device, preset=accel_preset, overrides=accel_options,
+                   transformer_file=transformer_file, quantize=quantize, adapters=_adapters(lora))  # fmt: skip
+    _run_locally([], prompt, output, output_format, loading, seed=seed, steps=steps, guidance=guidance,
+                 aspect_ratio=ratio)  # fmt: skip
 
 
-def _run_locally(images, prompt: str, output: Path, output_format: str | None, model: str, device: str,
-                 accel_preset: str, accel_options: str, **sampling) -> None:  # fmt: skip
-    """Load the model, run one edit (or generation) with a progress bar, write the result."""
+def _adapters(specs: list[str] | None):
+    """``--lora PATH[:SCALE]`` options → adapters (named after their files)."""
+    from .engine.adapters import AdapterError, parse_adapters
+
+    try:
+        return parse_adapters(specs or ())
+    except AdapterError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lora") from None
+
+
+def _run_locally(images, prompt: str, output: Path, output_format: str | None, loading: dict,
+                 **sampling) -> None:  # fmt: skip
+    """Load the model (``loading``: start_engine's arguments), run one edit (or generation) with a progress bar with
+    every adapter of ``loading`` applied at its scale, write the result."""
+    from rich.markup import escape
+
+    from .engine.acceleration.options import AccelerationError
+    from .engine.adapters import AdapterError
     from .engine.images import OUTPUT_FORMATS, encode_image
+    from .engine.loading import ModelNotFoundError
     from .engine.startup import start_engine
 
     _setup_logging("WARNING")
     fmt = output_format or {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(output.suffix.lower(), "png")
     if fmt not in OUTPUT_FORMATS:
         raise typer.BadParameter(f"unknown format {fmt}; use jpeg, png or webp")
-    engine = start_engine(model, device=device, preset=accel_preset, overrides=accel_options)
+    try:
+        engine = start_engine(**loading)
+    except (AccelerationError, AdapterError, ModelNotFoundError) as exc:  # the option or file it names is wrong
+        console.print(f"[red]cannot load the model:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    sampling["loras"] = tuple((adapter.name, adapter.scale) for adapter in loading["adapters"])
     if engine.info.placeholder:
         console.print(f"[yellow]Note:[/yellow] model is {engine.info.name}: {engine.info.description}.")
     started = time.perf_counter()

@@ -7,10 +7,12 @@ Every field can be set from the environment as ``OPENKONTEXT_<NAME>`` (e.g. ``OP
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .engine.adapters import Adapter, parse_adapters
 
 
 class Settings(BaseSettings):
@@ -33,7 +35,17 @@ class Settings(BaseSettings):
         "a diffusers-format Kontext folder.",
     )
     transformer_file: Path | None = Field(
-        None, description="Optional BFL single-file transformer .safetensors that replaces the folder's transformer."
+        None, description="Optional single-file transformer that replaces the folder's: BFL's .safetensors, or a "
+        "quantized .gguf (Q8_0, Q6_K, Q4_K …; docs/deploy-flux.md).",
+    )
+    quantize: Literal["off", "int8", "fp8"] | None = Field(
+        None, description="Quantize the transformer's weights at load time with torchao, weight-only: 'int8' or "
+        "'fp8' (about half the memory of bf16); unset: as accel_options says (off by default).",
+    )
+    loras: Annotated[tuple[Adapter, ...], NoDecode] = Field(
+        (), description="LoRA adapters loaded at start, comma-separated NAME=PATH[:SCALE] (a local .safetensors; "
+        "SCALE, default 1, is used when a request names the adapter without one). Requests choose them by name "
+        "with the 'loras' field (docs/api.md).",
     )
     device: str = Field("auto", description="'auto' (cuda > mps > cpu), or a torch device string.")
     preserve: float | None = Field(
@@ -137,6 +149,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("loras", mode="before")
+    @classmethod
+    def _parse_adapters(cls, value):
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        return parse_adapters(value or ())
 
     @property
     def resolved_database_url(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 
 import numpy as np
@@ -19,20 +18,9 @@ from openkontext.engine.configs import CONFIGS, build_pipeline
 from openkontext.engine.kontext import KontextEngine
 from openkontext.engine.loading import ModelNotFoundError, convert_bfl_transformer, load_engine
 
-CARD = {"name": "tiny-saved", "native_side": 64, "max_sequence_length": 48}
-
-
 @pytest.fixture(scope="module")
 def engine():
     return load_engine("tiny", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def model_folder(engine, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-model")
-    engine.pipeline.save_pretrained(folder, safe_serialization=True)
-    (folder / "openkontext.json").write_text(json.dumps(CARD))
-    return folder
 
 
 @pytest.fixture

@@ -123,7 +123,8 @@ def build_service(
     if engine is None:  # compiled before the first request, not during it (when the options compile something)
         engine = start_engine(settings.model, device=settings.device, transformer_file=settings.transformer_file,
                               preset=settings.accel_preset, overrides=settings.accel_options,
-                              preserve=settings.preserve, warmup=settings.accel_warmup)  # fmt: skip
+                              quantize=settings.quantize, adapters=settings.loras, preserve=settings.preserve,
+                              warmup=settings.accel_warmup)  # fmt: skip
     if engine.info.placeholder:
         log.warning("MODEL: %s — %s", engine.info.name, engine.info.description)
     else:

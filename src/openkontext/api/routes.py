@@ -267,8 +267,11 @@ def download_result(
 
 @router.get("/health", summary="Liveness: the process answers", tags=["operations"])
 def health(request: Request) -> dict[str, Any]:
-    info = service_of(request).engine.info
-    return {"status": "ok", "model": info.name, "placeholder_model": info.placeholder}
+    """Also lists the LoRA adapters requests may name in ``loras`` (name and default scale)."""
+    service = service_of(request)
+    info = service.engine.info
+    return {"status": "ok", "model": info.name, "placeholder_model": info.placeholder,
+            "loras": [adapter.describe() for adapter in service.settings.loras]}  # fmt: skip
 
 
 @router.get("/ready", summary="Readiness: the model is loaded and a worker can make progress", tags=["operations"],

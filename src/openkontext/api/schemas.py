@@ -6,10 +6,23 @@ from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
+from ..engine.adapters import MAX_SCALE
 from ..engine.buckets import parse_aspect_ratio
 from ..statuses import TaskStatus
 
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+
+class LoraChoice(BaseModel):
+    """One LoRA adapter a request applies: a name from the server's list (``GET /health``) and its strength."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, description="An adapter name from GET /health's 'loras'.")
+    scale: float | None = Field(
+        None, ge=-MAX_SCALE, le=MAX_SCALE, allow_inf_nan=False,
+        description="Strength: 0 is the base model, 1 the adapter as trained; null: the server's default for it.",
+    )
 
 
 class TaskRequest(BaseModel):
@@ -29,6 +42,11 @@ class TaskRequest(BaseModel):
         None, ge=0.0, le=1.0, allow_inf_nan=False,
         description="OpenKontext extension: paste-back threshold (0 off; null: the server's default). Where the "
         "output and the input agree within it, the input's own pixels are kept.",
+    )
+    loras: list[LoraChoice] | None = Field(
+        None, max_length=8,
+        description="OpenKontext extension: LoRA adapters to apply, by name (the server's list: GET /health); "
+        "null or empty: the base model.",
     )
 
     @field_validator("prompt")

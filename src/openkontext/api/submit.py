@@ -14,6 +14,7 @@ import uuid
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
+from ..engine.adapters import AdapterError, choose
 from ..engine.buckets import parse_aspect_ratio
 from ..engine.images import ImageInputError, decode_base64, decode_image
 from ..engine.model_info import MAX_REFERENCES
@@ -56,6 +57,10 @@ def submit(
                             headers={"Retry-After": "30"})  # fmt: skip
     if len(body.prompt) > settings.max_prompt_chars:
         raise field_error("prompt", f"prompt is longer than {settings.max_prompt_chars} characters")
+    try:  # the names this server was started with (settings): the API never asks the engine
+        loras = choose(settings.loras, [(choice.name, choice.scale) for choice in body.loras or ()])
+    except AdapterError as exc:
+        raise field_error("loras", str(exc)) from None
     if service.store.count_active(owner) >= settings.max_active_tasks:
         raise HTTPException(429, f"too many active tasks: at most {settings.max_active_tasks} queued or running per key")
 
@@ -88,6 +93,7 @@ def submit(
         preserve=body.preserve,
         aspect_ratio=parse_aspect_ratio(aspect_ratio) if aspect_ratio else None,
         size=size,
+        loras=loras,
     )
     common = dict(
         job_id=job_id, owner=owner, route=route, spec=spec, retention_s=settings.retention_s,

@@ -50,6 +50,8 @@ def task_view(
             "end_time": job.finished_at,
             "duration": (job.finished_at or 0) - (job.started_at or 0),
         }
+        if job.spec.loras:  # an extension, like the seed: what ran, default scales filled in
+            view["result"]["loras"] = [{"name": name, "scale": scale} for name, scale in job.spec.loras]
     elif job.status in (JobStatus.ERROR, JobStatus.CANCELLED):
         view["details"] = {"error": job.error}
     elif job.status in (JobStatus.REQUEST_MODERATED, JobStatus.CONTENT_MODERATED):

@@ -4,14 +4,16 @@ Sampling is diffusers' ``FluxKontextPipeline``: each context image is VAE-encode
 target tokens along the sequence axis; each Euler step of the flow-matching scheduler slices the prediction back to
 the target tokens. The thin subclass below gives context image *i* its own RoPE index *i* (1…4), as in the Kontext
 paper, where the stock pipeline takes one. This module chooses the resolution bucket, seeds the noise, reports
-progress per step, renders cheap previews and stops between steps when asked.
+progress per step, renders cheap previews and stops between steps when asked. An edit may ask for LoRA adapters
+loaded at start (engine/lora.py): they are activated for it, and edits that ask for others wait their turn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +22,11 @@ from PIL import Image
 
 from .acceleration.options import AccelerationOptions
 from .acceleration.runtime import AccelerationRuntime
+from .adapters import AdapterChoice, AdapterError
 from .buckets import nearest_bucket
 from .conditioning import GLYPH_INDEX, glyph_strip_size, render_glyphs
 from .images import fit_to_bucket
+from .lora import AdapterGate, adapts_text_encoder
 from .model_info import MAX_REFERENCES, ModelInfo
 from .preserve import paste_back
 
@@ -94,11 +98,15 @@ class MultiReferenceKontextPipeline(FluxKontextPipeline):
 
 
 class KontextEngine:
-    def __init__(self, pipeline: FluxKontextPipeline, info: ModelInfo, acceleration: AccelerationOptions | None = None):
+    def __init__(self, pipeline: FluxKontextPipeline, info: ModelInfo, acceleration: AccelerationOptions | None = None,
+                 adapters: Sequence[str] = ()):  # fmt: skip
+        """``adapters``: the names of the LoRA adapters loaded into ``pipeline`` (engine/lora.py), all inactive."""
         self.pipeline = pipeline
         self.info = info
         self.pipeline.set_progress_bar_config(disable=True)
         self.runtime = AccelerationRuntime(acceleration)  # prompt cache, step-cache context, turn-taking
+        self.adapters = AdapterGate(pipeline, adapters) if adapters else None
+        self._adapted_text = bool(adapters) and adapts_text_encoder(pipeline)
 
     @property
     def device(self) -> torch.device:
@@ -144,15 +152,20 @@ class KontextEngine:
         size: tuple[int, int] | None = None,
         on_step: StepCallback | None = None,
         preserve: float | None = None,
+        loras: AdapterChoice = (),
     ) -> Image.Image:
         """Edit ``images`` as ``prompt`` asks (or generate from the prompt alone when ``images`` is empty).
 
         ``images[0]`` is the image to edit; further images (up to four in all) are extra references. ``preserve``
-        is the paste-back threshold (preserve.py): None takes the model's default, 0 turns it off. The same
+        is the paste-back threshold (preserve.py): None takes the model's default, 0 turns it off. ``loras`` are
+        the (name, scale) pairs of loaded adapters to apply (engine/lora.py); empty: the base model. The same
         arguments give the same pixels on the same device and build.
         """
         if len(images) > MAX_REFERENCES:
             raise ValueError(f"at most {MAX_REFERENCES} context images")
+        loras = tuple((str(name), float(scale)) for name, scale in loras)
+        if loras and self.adapters is None:
+            raise AdapterError(f"LoRA {loras[0][0]!r} was asked for, but this engine has no LoRA adapters loaded")
         output = self.output_size(images, aspect_ratio=aspect_ratio, size=size)
         width, height = self._sampling_size(output)
         context = [fit_to_bucket(image, (width, height)) for image in images]
@@ -173,32 +186,37 @@ class KontextEngine:
             pipeline.glyph_image = render_glyphs(prompt, glyph_strip_size(width, height))
         max_sequence_length = self.info.text_length(prompt)
         preserve = self.info.preserve if preserve is None else preserve
-        true_cfg = {}  # classifier-free guidance against the empty prompt, for models trained for it
-        if self.info.guidance_mode == "cfg" and guidance > 1:
-            negative = self.runtime.prompt_arguments(pipeline, "", max_sequence_length, negative=True)
-            true_cfg = dict(true_cfg_scale=guidance, **negative)
-        with self.runtime.session(pipeline):
-            latents = pipeline(
-                image=(context[0] if len(context) == 1 else context) if context else None,
-                **self.runtime.prompt_arguments(pipeline, prompt, max_sequence_length),
-                height=height,
-                width=width,
-                max_area=width * height,
-                _auto_resize=False,
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                generator=torch.Generator("cpu").manual_seed(seed % 2**64),
-                max_sequence_length=max_sequence_length,
-                callback_on_step_end=step_end,
-                output_type="latent",
-                **true_cfg,
-            ).images
-            if stopped:
-                raise EditCancelled
-            result = self._decode(pipeline, latents, width, height)
-            if preserve and context:
-                context_decode = self._decode(pipeline, pipeline.context_latents, width, height)
-                result = paste_back(result, context[0], context_decode, threshold=preserve)
+        variant = loras if self._adapted_text else ()  # cached prompt embeddings depend on text-encoder adapters
+        # The adapters are the shared modules' state: held from the prompt encoding to the last decode.
+        with self.adapters.active(loras) if self.adapters else contextlib.nullcontext():
+            true_cfg = {}  # classifier-free guidance against the empty prompt, for models trained for it
+            if self.info.guidance_mode == "cfg" and guidance > 1:
+                negative = self.runtime.prompt_arguments(pipeline, "", max_sequence_length, negative=True,
+                                                         variant=variant)  # fmt: skip
+                true_cfg = dict(true_cfg_scale=guidance, **negative)
+            prompt_arguments = self.runtime.prompt_arguments(pipeline, prompt, max_sequence_length, variant=variant)
+            with self.runtime.session(pipeline):
+                latents = pipeline(
+                    image=(context[0] if len(context) == 1 else context) if context else None,
+                    **prompt_arguments,
+                    height=height,
+                    width=width,
+                    max_area=width * height,
+                    _auto_resize=False,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance,
+                    generator=torch.Generator("cpu").manual_seed(seed % 2**64),
+                    max_sequence_length=max_sequence_length,
+                    callback_on_step_end=step_end,
+                    output_type="latent",
+                    **true_cfg,
+                ).images
+                if stopped:
+                    raise EditCancelled
+                result = self._decode(pipeline, latents, width, height)
+                if preserve and context:
+                    context_decode = self._decode(pipeline, pipeline.context_latents, width, height)
+                    result = paste_back(result, context[0], context_decode, threshold=preserve)
         return result if result.size == output else result.resize(output, Image.Resampling.LANCZOS)
 
     @torch.no_grad()

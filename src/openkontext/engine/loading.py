@@ -1,5 +1,6 @@
 """Loading a Kontext model from local files only: the shipped default model, a diffusers-format folder (such as
-FLUX.1-Kontext-dev's), optionally with a BFL single-file transformer, or the random placeholder.
+FLUX.1-Kontext-dev's), optionally with a single-file transformer (BFL's .safetensors, or a quantized .gguf), or the
+random placeholder; then the LoRA adapters (engine/lora.py) and the acceleration options.
 
 Nothing here reaches a model hub: every ``from_pretrained`` runs with ``local_files_only=True``.
 """
@@ -8,17 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from diffusers import FluxKontextPipeline, FluxTransformer2DModel
+from diffusers import FluxKontextPipeline, FluxTransformer2DModel, GGUFQuantizationConfig
 from diffusers.loaders.single_file_utils import load_single_file_checkpoint
 
 from .acceleration.apply import apply
 from .acceleration.options import AccelerationOptions
+from .adapters import Adapter
 from .configs import CONFIGS, build_pipeline
 from .kontext import KontextEngine
-from .model_info import config_info, folder_info
+from .lora import load_adapters
+from .model_info import ModelInfo, config_info, folder_info
 from .tiny_autoencoder import TinyAutoencoder
 
 # diffusers loads a component class that model_index.json names from a module only if that module is already
@@ -64,31 +68,36 @@ def load_engine(
     transformer_file: Path | None = None,
     acceleration: AccelerationOptions | None = None,
     preserve: float | None = None,
+    adapters: Sequence[Adapter] = (),
 ) -> KontextEngine:
     """Build the engine for ``model``: 'default', 'random', a named test config ('tiny'), or a folder path.
 
-    ``acceleration`` (see engine/acceleration/) is applied to the pipeline; None keeps the plain pipeline.
-    ``preserve`` replaces the model's default paste-back threshold (engine/preserve.py) when not None.
+    ``transformer_file`` replaces the folder's transformer: BFL's single .safetensors, or a GGUF file (.gguf,
+    quantized; loaded with diffusers' GGUF support and computed in the options' dtype). ``adapters`` are LoRA files
+    loaded under their names, all inactive until an edit asks for them (engine/lora.py). ``acceleration`` (see
+    engine/acceleration/) is applied to the pipeline; None keeps the plain pipeline. ``preserve`` replaces the
+    model's default paste-back threshold (engine/preserve.py) when not None.
     """
-    engine = _load(model, device, transformer_file, acceleration)
-    if preserve is not None:
-        engine.info = dataclasses.replace(engine.info, preserve=preserve)
-    return engine
-
-
-def _load(model: str, device: str, transformer_file: Path | None,
-          acceleration: AccelerationOptions | None) -> KontextEngine:  # fmt: skip
     torch_device = pick_device(device)
     dtype = (acceleration or AccelerationOptions()).torch_dtype(torch_device)  # auto: options.default_dtype
+    pipeline, info = _load(model, dtype, transformer_file)
+    load_adapters(pipeline, adapters)  # before the options: they place, cast and compile the adapters too
+    pipeline, applied = _place(pipeline, torch_device, acceleration)
+    if preserve is not None:
+        info = dataclasses.replace(info, preserve=preserve)
+    return KontextEngine(pipeline, info, acceleration=applied, adapters=[adapter.name for adapter in adapters])
+
+
+def _load(model: str, dtype: torch.dtype, transformer_file: Path | None) -> tuple[FluxKontextPipeline, ModelInfo]:
     if model == "default":
         if (DEFAULT_MODEL_DIR / "model_index.json").exists():
-            return _load_folder(DEFAULT_MODEL_DIR, torch_device, dtype, transformer_file, acceleration)
+            return _load_folder(DEFAULT_MODEL_DIR, dtype, transformer_file)
         log.warning("No trained default model is installed: serving a RANDOMLY INITIALISED placeholder model.")
         model = "random"
     if model in ("random", *CONFIGS):
         config = CONFIGS[PLACEHOLDER_CONFIG if model == "random" else model]
-        return _placeholder(config, model, torch_device, dtype, acceleration)
-    return _load_folder(Path(model).expanduser(), torch_device, dtype, transformer_file, acceleration)
+        return _placeholder(config, model, dtype)
+    return _load_folder(Path(model).expanduser(), dtype, transformer_file)
 
 
 def _place(pipeline, device: torch.device, acceleration: AccelerationOptions | None):
@@ -99,17 +108,15 @@ def _place(pipeline, device: torch.device, acceleration: AccelerationOptions | N
     return pipeline, pipeline.openkontext_acceleration
 
 
-def _placeholder(config, name: str, device: torch.device, dtype: torch.dtype,
-                 acceleration: AccelerationOptions | None = None) -> KontextEngine:  # fmt: skip
-    pipeline, applied = _place(build_pipeline(config, seed=0, dtype=dtype), device, acceleration)
+def _placeholder(config, name: str, dtype: torch.dtype) -> tuple[FluxKontextPipeline, ModelInfo]:
     info = config_info(config, name=f"random-{name}" if name != "random" else "random-placeholder",
                        description="randomly initialised Kontext model (no trained weights): outputs are noise-like, "
                        "not edits", placeholder=True)  # fmt: skip
-    return KontextEngine(pipeline, info, acceleration=applied)
+    return build_pipeline(config, seed=0, dtype=dtype), info
 
 
-def _load_folder(path: Path, device: torch.device, dtype: torch.dtype, transformer_file: Path | None,
-                 acceleration: AccelerationOptions | None = None) -> KontextEngine:  # fmt: skip
+def _load_folder(path: Path, dtype: torch.dtype,
+                 transformer_file: Path | None) -> tuple[FluxKontextPipeline, ModelInfo]:  # fmt: skip
     if not (path / "model_index.json").is_file():
         raise ModelNotFoundError(
             f"No diffusers-format model at {path}: expected {path / 'model_index.json'} "
@@ -119,12 +126,18 @@ def _load_folder(path: Path, device: torch.device, dtype: torch.dtype, transform
     if transformer_file is not None:
         components["transformer"] = load_single_file_transformer(transformer_file, path, dtype)
     pipeline = FluxKontextPipeline.from_pretrained(path, dtype=dtype, local_files_only=True, **components)
-    pipeline, applied = _place(pipeline, device, acceleration)
-    return KontextEngine(pipeline, folder_info(path, pipeline), acceleration=applied)
+    return pipeline, folder_info(path, pipeline)
+
+
+def is_gguf(file: Path | None) -> bool:
+    """Whether a transformer file is GGUF (quantized blocks), by its name as published (``….gguf``)."""
+    return file is not None and file.suffix.lower() == ".gguf"
 
 
 def load_single_file_transformer(file: Path, config_folder: Path, dtype: torch.dtype) -> FluxTransformer2DModel:
-    """A transformer from BFL's original single-file checkpoint (e.g. flux1-kontext-dev.safetensors).
+    """A transformer from one file: BFL's original checkpoint (e.g. flux1-kontext-dev.safetensors), or a GGUF file
+    (e.g. flux1-kontext-dev-Q8_0.gguf, in BFL's or diffusers' tensor names), which stays quantized in memory and is
+    dequantized layer by layer to ``dtype`` as it computes (diffusers' GGUF support).
 
     Its architecture comes from the diffusers folder's ``transformer/config.json``, so no hub is consulted.
     """
@@ -135,9 +148,17 @@ def load_single_file_transformer(file: Path, config_folder: Path, dtype: torch.d
         # diffusers' own converter assumes FLUX.1's width (3072); ours takes it from the config, so any size loads.
         config = FluxTransformer2DModel.load_config(config_folder / "transformer", local_files_only=True)
         checkpoint = convert_bfl_transformer(checkpoint, config["num_attention_heads"] * config["attention_head_dim"])
+    if is_gguf(file):
+        quantized = dict(quantization_config=GGUFQuantizationConfig(compute_dtype=dtype))
+    else:
+        # safetensors hands out views of the memory-mapped file, 8 bytes off alignment; with accelerate installed,
+        # diffusers keeps them as the parameters, and CPU kernels then take other paths (last-bit differences from
+        # the same weights loaded from a folder). Copies own aligned memory, as a folder's weights do.
+        checkpoint, quantized = {key: value.clone() for key, value in checkpoint.items()}, {}
     return FluxTransformer2DModel.from_single_file(
-        checkpoint, config=str(config_folder), subfolder="transformer", dtype=dtype, local_files_only=True
-    )
+        checkpoint, config=str(config_folder), subfolder="transformer", dtype=dtype, local_files_only=True,
+        **quantized,
+    )  # fmt: skip
 
 
 # BFL name → diffusers name of the tensors that are only renamed, as in diffusers'

@@ -7,30 +7,35 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from ..sizes import parse_sizes
-from .acceleration.devices import configure
+from .acceleration.devices import ModelTraits, configure, validate
 from .acceleration.options import AccelerationError
+from .adapters import Adapter
 from .kontext import KontextEngine
-from .loading import load_engine, pick_device
+from .loading import is_gguf, load_engine, pick_device
 
 log = logging.getLogger(__name__)
 
 
 def start_engine(model: str = "default", *, device: str = "auto", transformer_file: Path | None = None,
-                 preset: str = "auto", overrides: str | None = None, preserve: float | None = None,
+                 preset: str = "auto", overrides: str | None = None, quantize: str | None = None,
+                 adapters: Sequence[Adapter] = (), preserve: float | None = None,
                  warmup: str = "none") -> KontextEngine:  # fmt: skip
-    """Load ``model`` (see ``load_engine``) on ``device`` with the ``preset``'s acceleration options and ``overrides``
-    ("compile=off,fp8=weights"), then warm up the ``warmup`` buckets (see ``warmup_buckets``)."""
+    """Load ``model`` (see ``load_engine``) with its LoRA ``adapters`` on ``device`` with the ``preset``'s acceleration
+    options, ``overrides`` ("compile=off,fp8=weights") and ``quantize`` (off, int8, fp8: torchao weight-only; None
+    keeps the preset's), then warm up the ``warmup`` buckets (see ``warmup_buckets``)."""
     torch_device = pick_device(device)
-    acceleration = configure(torch_device, preset, overrides)
+    traits = ModelTraits(adapters=bool(adapters), gguf=is_gguf(transformer_file))
+    acceleration = configure(torch_device, preset, overrides, model=traits, quantize=quantize)
+    validate(acceleration, torch_device, traits)  # refuse now, with the reason, before minutes of loading
     engine = load_engine(model, device=str(torch_device), transformer_file=transformer_file,
-                         acceleration=acceleration, preserve=preserve)  # fmt: skip
+                         acceleration=acceleration, preserve=preserve, adapters=adapters)  # fmt: skip
     warm_up(engine, warmup_buckets(warmup, engine.info.buckets))  # a no-op unless the options compile something
     return engine
 

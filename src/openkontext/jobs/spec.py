@@ -20,16 +20,20 @@ class JobSpec:
     preserve: float | None = None  # paste-back threshold (engine/preserve.py); None: the model's default
     aspect_ratio: float | None = None  # width / height of the result; None: the first input image's
     size: tuple[int, int] | None = None  # explicit (width, height) of the result (text to image at a size)
+    loras: tuple[tuple[str, float], ...] = ()  # LoRA adapters (name, scale), scales resolved at submit; (): none
 
     def __post_init__(self):
-        if self.size is not None:  # JSON gives back a list
+        if self.size is not None:  # JSON gives back lists
             object.__setattr__(self, "size", tuple(self.size))
+        object.__setattr__(self, "loras", tuple((str(name), float(scale)) for name, scale in self.loras))
 
     def params(self) -> dict[str, Any]:
         """Everything but prompt and seed, as the job row's ``params`` JSON (absent options left out)."""
         fields = asdict(self)
         del fields["prompt"], fields["seed"]
-        return {name: list(value) if name == "size" else value for name, value in fields.items() if value is not None}
+        fields["size"] = list(self.size) if self.size else None
+        fields["loras"] = [list(pair) for pair in self.loras] or None
+        return {name: value for name, value in fields.items() if value is not None}
 
     @classmethod
     def stored(cls, prompt: str, seed: int, params: dict[str, Any]) -> JobSpec:

@@ -22,6 +22,7 @@ import uuid
 
 from PIL import Image
 
+from ..engine.adapters import AdapterError
 from ..engine.images import encode_image
 from ..engine.kontext import EditCancelled, KontextEngine
 from ..metrics import Metrics
@@ -245,6 +246,7 @@ class WorkerPool:
                 aspect_ratio=spec.aspect_ratio,
                 size=spec.size,
                 preserve=spec.preserve,
+                loras=spec.loras,
                 on_step=on_step,
             )
         except EditCancelled:
@@ -255,6 +257,9 @@ class WorkerPool:
             else:
                 # Lost the lease: leave the job to whoever holds it now.
                 log.info("job %s: stopped before finishing (another worker holds it now)", job.id)
+            return
+        except AdapterError as exc:  # a LoRA this server no longer loads (restarted with other adapters)
+            self._finish(job, faults, JobStatus.ERROR, error=str(exc))
             return
         except Exception as exc:
             if environment_error(exc):

@@ -10,7 +10,7 @@ const KEY_STORAGE = "openkontext.playground.key";
 const POLL_MS = 400;
 const POLL_RETRIES = 5; // consecutive failed polls (network, 5xx) before giving up, with backoff
 const MAX_SAFE_SEED = Number.MAX_SAFE_INTEGER;
-const DEFAULTS = { steps: "50", guidance: "3", safety: "2", format: "png", aspect: "" };
+const DEFAULTS = { steps: "50", guidance: "3", safety: "2", format: "png", aspect: "", lora: "" };
 const EXTENSIONS = { png: "png", jpeg: "jpg", webp: "webp" };
 
 const $ = (id) => document.getElementById(id);
@@ -21,6 +21,7 @@ const state = {
   steps: [], // finished results, in order: the history
   open: null, // the step shown in the result panel
   job: null, // {id, cancelling}
+  adapters: [], // the server's LoRA adapters (GET /health): [{name, scale}]
   history: null, // the history kept in this browser (history-store.js), or null where it cannot be kept
   restored: null, // settles when the kept history has been read at page load
 };
@@ -136,11 +137,12 @@ function onKeyToggle() {
   $("key-toggle").setAttribute("aria-pressed", String(show));
 }
 
-// --- model notice -----------------------------------------------------------------------------------------------
+// --- the server: model notice, LoRA adapters ---------------------------------------------------------------------
 
-async function showModelNotice() {
+async function showServerInfo() {
   try {
     const health = await api.health();
+    showAdapters(health.loras || []);
     if (!health.placeholder_model) return;
     const notice = $("model-notice");
     notice.textContent = `Placeholder model: this server runs “${health.model}”, a randomly initialised model, so ` +
@@ -149,6 +151,24 @@ async function showModelNotice() {
   } catch {
     // The first API call will say clearly if the server is unreachable.
   }
+}
+
+/** The adapter picker lists the server's LoRA adapters; it stays hidden on a server without any. */
+function showAdapters(adapters) {
+  state.adapters = adapters;
+  const select = $("lora");
+  select.replaceChildren(element("option", { value: "", textContent: "None" }));
+  for (const adapter of adapters) {
+    select.append(element("option", { value: adapter.name, textContent: adapter.name }));
+  }
+  $("lora-param").hidden = adapters.length === 0;
+}
+
+/** A chosen adapter starts at the server's default scale for it. */
+function onAdapterChange() {
+  const adapter = state.adapters.find((candidate) => candidate.name === $("lora").value);
+  $("lora-scale").disabled = !adapter;
+  $("lora-scale").value = String(adapter ? adapter.scale : 1);
 }
 
 // --- the input image --------------------------------------------------------------------------------------------
@@ -253,6 +273,8 @@ function resetParameters() {
   $("safety").value = DEFAULTS.safety;
   $("format").value = DEFAULTS.format;
   $("aspect").value = DEFAULTS.aspect;
+  $("lora").value = DEFAULTS.lora;
+  onAdapterChange();
   $("seed-random").checked = true;
   $("seed").value = "";
   $("seed").disabled = true;
@@ -284,6 +306,11 @@ function readBody() {
   body.safety_tolerance = Number($("safety").value);
   body.output_format = $("format").value;
   if ($("aspect").value) body.aspect_ratio = $("aspect").value;
+  if ($("lora").value) {
+    const scale = number("lora-scale");
+    if (scale === null || !(Math.abs(scale) <= 4)) throw new Error("The LoRA scale must be a number from -4 to 4.");
+    body.loras = [{ name: $("lora").value, scale }];
+  }
   return body;
 }
 
@@ -295,6 +322,9 @@ function fillForm(step) {
   $("safety").value = String(body.safety_tolerance ?? DEFAULTS.safety);
   $("format").value = body.output_format ?? DEFAULTS.format;
   $("aspect").value = body.aspect_ratio ?? "";
+  $("lora").value = body.loras?.[0]?.name ?? DEFAULTS.lora; // "" when this server no longer has it
+  onAdapterChange();
+  if ($("lora").value) $("lora-scale").value = String(body.loras[0].scale);
   useSeed(step.seed);
 }
 
@@ -516,6 +546,9 @@ function renderMeta(step) {
     ["Seed", String(step.seed)],
     ["Steps · guidance", `${step.body.steps ?? 50} · ${step.body.guidance ?? 3}`],
     ["Format", step.body.output_format],
+    ...(step.body.loras?.length
+      ? [["LoRA", step.body.loras.map((lora) => `${lora.name} × ${lora.scale}`).join(", ")]]
+      : []),
     ["Time", step.duration != null ? `${step.duration.toFixed(2)} s` : "—"],
   ];
   const list = $("result-meta");
@@ -798,6 +831,7 @@ function bindEvents() {
   });
   $("seed-random").addEventListener("change", onSeedToggle);
   $("reset-params").addEventListener("click", resetParameters);
+  $("lora").addEventListener("change", onAdapterChange);
   $("cancel").addEventListener("click", onCancel);
   $("continue").addEventListener("click", () => continueFrom(stepById(state.open)));
   $("copy-curl").addEventListener("click", copyCurl);
@@ -818,7 +852,7 @@ async function start() {
   renderHistory();
   renderOpenStep();
   loadKey();
-  showModelNotice();
+  showServerInfo();
   state.restored = restoreHistory().catch((error) => {
     setHistoryNote(`The kept history could not be read (${error?.message || error}).`, "warn");
   });

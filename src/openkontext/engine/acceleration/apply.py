@@ -10,7 +10,7 @@ import logging
 
 import torch
 
-from .devices import DeviceInfo, best_attention_backend, device_info, missing, validate
+from .devices import DeviceInfo, ModelTraits, best_attention_backend, device_info, missing, validate
 from .options import AccelerationError, AccelerationOptions
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,27 @@ VAE_TILE_MIN_PIXELS = 512  # tile side used when a VAE's config gives a smaller 
 RECOMPILE_LIMIT = 64  # one compiled graph per (bucket, reference count): 17 FLUX buckets x a few reference counts
 
 
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor holds: a quantized tensor subclass (torchao) counts its inner data and scales."""
+    if hasattr(tensor, "__tensor_flatten__") and type(tensor) not in (torch.Tensor, torch.nn.Parameter):
+        names, _ = tensor.__tensor_flatten__()
+        inner = [getattr(tensor, name) for name in names]
+        if inner and all(isinstance(t, torch.Tensor) for t in inner):
+            return sum(tensor_bytes(t) for t in inner)
+    return tensor.numel() * tensor.element_size()
+
+
 def module_bytes(module: torch.nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+    return sum(tensor_bytes(t) for t in (*module.parameters(), *module.buffers()))
+
+
+def model_traits(pipeline) -> ModelTraits:
+    """What the option checks need to know about a loaded pipeline's transformer."""
+    transformer = pipeline.transformer
+    quantizer = getattr(transformer, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    return ModelTraits(adapters=bool(getattr(transformer, "peft_config", None)),
+                       gguf=str(getattr(method, "value", method)) == "gguf")  # fmt: skip
 
 
 def pipeline_modules(pipeline) -> dict[str, torch.nn.Module]:
@@ -43,7 +62,7 @@ def resolve(options: AccelerationOptions, pipeline, device: torch.device | str |
             changes["offload"] = "none"
         else:
             sizes = {name: module_bytes(m) for name, m in pipeline_modules(pipeline).items()}
-            if options.fp8 != "off":  # fp8 storage halves the transformer's bf16 weights (roughly)
+            if options.fp8 != "off" or options.quantize != "off":  # 8-bit weights: half the bf16 transformer
                 sizes["transformer"] = sizes.get("transformer", 0) // 2
             if sum(sizes.values()) + OFFLOAD_HEADROOM_BYTES <= info.total_memory:
                 changes["offload"] = "none"
@@ -116,6 +135,25 @@ def quantize_fp8_dynamic(transformer: torch.nn.Module) -> None:
     tq.quantize_(transformer, config, filter_fn=_fp8_linear_filter)
 
 
+def _quantizable(module: torch.nn.Module, fqn: str) -> bool:
+    """The Linear layers of the transformer blocks (not the LoRA adapters' own small layers)."""
+    return (
+        isinstance(module, torch.nn.Linear)
+        and fqn.startswith(("transformer_blocks.", "single_transformer_blocks."))
+        and ".lora_" not in fqn
+    )
+
+
+def quantize_weights(transformer: torch.nn.Module, mode: str) -> None:
+    """torchao weight-only quantization of the blocks' Linear weights: ``int8`` (per-channel scales) or ``fp8``
+    (e4m3, per-row scales); the matrix multiplies run in the compute dtype. The embedders, the final projection and
+    LoRA adapters stay in full precision."""
+    import torchao.quantization as tq
+
+    config = tq.Int8WeightOnlyConfig() if mode == "int8" else tq.Float8WeightOnlyConfig()
+    tq.quantize_(transformer, config, filter_fn=_quantizable)
+
+
 def store_fp8_weights(transformer: torch.nn.Module, compute_dtype: torch.dtype) -> None:
     """diffusers layerwise casting: weights kept in float8 (e4m3), cast to ``compute_dtype`` layer by layer.
 
@@ -149,21 +187,31 @@ def apply(pipeline, options: AccelerationOptions, device: torch.device | str | D
     ``pipeline.openkontext_acceleration`` (the resolved options) and logs it.
     """
     info = device_info(device if device is not None else pipeline.transformer.device)
-    for warning in validate(options, info):
+    traits = model_traits(pipeline)
+    for warning in validate(options, info, traits):
         log.warning("acceleration: %s", warning)
     options = resolve(options, pipeline, info)
-    validate(options, info)  # what 'auto' resolved to must be valid too
+    validate(options, info, traits)  # what 'auto' resolved to must be valid too
     transformer = pipeline.transformer
     dtype = options.torch_dtype(info.torch_device)
-    if transformer.dtype != dtype:
+    if transformer.dtype != dtype and not traits.gguf:
         pipeline.to(dtype=dtype)
-    if options.offload == "none":
-        pipeline.to(info.torch_device)
+    elif transformer.dtype != dtype:  # GGUF weights keep their storage; diffusers computes in compute_dtype
+        for name, module in pipeline_modules(pipeline).items():
+            if name != "transformer":
+                module.to(dtype=dtype)
     done = []
 
+    # Fusing and quantizing happen where the weights were loaded (CPU memory), before they move: the GPU never
+    # holds the full-precision transformer that quantization exists to avoid.
     if options.fuse_qkv:
         released = fuse_qkv(transformer)
         done.append(f"fused q/k/v ({released / 1e6:.1f} M unfused parameters released)")
+    if options.quantize != "off":
+        quantize_weights(transformer, options.quantize)
+        done.append(f"{options.quantize} weight-only quantization (torchao)")
+    if options.offload == "none":
+        pipeline.to(info.torch_device)
     if options.fp8 == "weights":
         store_fp8_weights(transformer, compute_dtype=dtype)
         done.append("fp8 weight storage")

@@ -45,6 +45,15 @@ class DeviceInfo:
         return self.capability is not None and self.capability >= (major, minor)
 
 
+@dataclass(frozen=True)
+class ModelTraits:
+    """What the option checks need to know about the model: LoRA adapters loaded, a GGUF (pre-quantized)
+    transformer."""
+
+    adapters: bool = False
+    gguf: bool = False
+
+
 def device_info(device) -> DeviceInfo:
     return device if isinstance(device, DeviceInfo) else DeviceInfo.detect(device)
 
@@ -70,12 +79,14 @@ def defaults_for(device: torch.device | str | DeviceInfo) -> AccelerationOptions
     )
 
 
-def options_for(device: torch.device | str | DeviceInfo, preset: str = "auto", **overrides) -> AccelerationOptions:
+def options_for(device: torch.device | str | DeviceInfo, preset: str = "auto", *, model: ModelTraits | None = None,
+                **overrides) -> AccelerationOptions:  # fmt: skip
     """Options for ``preset`` on ``device``, with ``overrides`` (``None`` = keep the preset's value).
 
     ``none``: nothing (the plain pipeline). ``auto``: ``defaults_for(device)``. ``fast``: ``auto`` plus the lossy and
     slow-to-build options that reach the issue's H100 target: max-autotune compile with CUDA graphs and fp8 weights +
-    activations (on GPUs with fp8 tensor cores, compute capability 8.9+).
+    activations (on GPUs with fp8 tensor cores, compute capability 8.9+). A ``model`` with LoRA adapters or a GGUF
+    transformer gets neither fused q/k/v nor fp8 from a preset (``validate`` says why).
     """
     preset = one_of(preset, "preset", PRESETS)
     info = device_info(device)
@@ -86,14 +97,20 @@ def options_for(device: torch.device | str | DeviceInfo, preset: str = "auto", *
         if preset == "fast" and info.type == "cuda":
             base = base.replace(compile="max-autotune", cuda_graphs=True,
                                 fp8="weights+activations" if info.at_least(8, 9) else "off")  # fmt: skip
+    model = model or ModelTraits()
+    if model.adapters or model.gguf:
+        base = base.replace(fuse_qkv=False)
+    if model.gguf:
+        base = base.replace(fp8="off")
     return base.replace(**overrides)
 
 
-def configure(device: torch.device | str | DeviceInfo, preset: str = "auto", overrides: str | None = None,
-              **fields) -> AccelerationOptions:  # fmt: skip
-    """Options from settings: a preset, then ``overrides`` in ``parse`` form ("compile=off,fp8=weights"), then
-    individual ``fields`` (``None`` = unset). What ``engine/startup.py`` passes to ``load_engine``."""
-    options = options_for(device, preset)
+def configure(device: torch.device | str | DeviceInfo, preset: str = "auto", overrides: str | None = None, *,
+              model: ModelTraits | None = None, **fields) -> AccelerationOptions:  # fmt: skip
+    """Options from settings: a preset (for ``model``), then ``overrides`` in ``parse`` form
+    ("compile=off,fp8=weights"), then individual ``fields`` (``None`` = unset). What ``engine/startup.py`` passes to
+    ``load_engine``."""
+    options = options_for(device, preset, model=model)
     if overrides:
         options = AccelerationOptions.parse(overrides, base=options)
     return options.replace(**fields)
@@ -104,9 +121,25 @@ def missing(module: str) -> bool:
     return importlib.util.find_spec(module) is None
 
 
-def validate(options: AccelerationOptions, device: torch.device | str | DeviceInfo) -> list[str]:
-    """Raise ``AccelerationError`` for what ``device`` cannot do; return warnings for what it can but should not."""
+def torchao_problem() -> str | None:
+    """Why torchao cannot quantize here (not installed, or its import fails), or None."""
+    try:
+        import torchao.quantization  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "torchao":  # torchao is there; something it needs is not
+            return f"torchao does not import: {exc}"
+        return "torchao is not installed: pip install torchao (the release matching your torch version)"
+    except Exception as exc:  # a torchao built for another torch can fail in many ways at import
+        return f"torchao does not import with torch {torch.__version__}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def validate(options: AccelerationOptions, device: torch.device | str | DeviceInfo,
+             model: ModelTraits | None = None) -> list[str]:  # fmt: skip
+    """Raise ``AccelerationError`` for what ``device`` (or ``model``) cannot do; return warnings for what it can but
+    should not."""
     info = device_info(device)
+    model = model or ModelTraits()
     where = f"device {info.type}" + (f" ({info.name})" if info.name and info.name != info.type else "")
     cuda = info.type == "cuda"
     warnings: list[str] = []
@@ -129,6 +162,29 @@ def validate(options: AccelerationOptions, device: torch.device | str | DeviceIn
     if options.fp8 == "weights+activations" and options.offload == "sequential":
         raise AccelerationError("fp8=weights+activations cannot be combined with offload=sequential; use "
                                 "fp8=weights (storage only) to save memory with sequential offload")  # fmt: skip
+    quantize = f"quantize={options.quantize}"
+    if options.quantize != "off" and options.fp8 != "off":
+        raise AccelerationError(f"{quantize} cannot be combined with fp8={options.fp8}: both quantize the same "
+                                "weights; choose one")  # fmt: skip
+    if options.quantize != "off" and options.offload == "sequential":
+        raise AccelerationError(f"{quantize} cannot be combined with offload=sequential (it moves weights per layer, "
+                                "which torchao's quantized tensors do not support); use offload=model")  # fmt: skip
+    if model.gguf:
+        for option, value in (("quantize", options.quantize), ("fp8", options.fp8)):
+            if value != "off":
+                raise AccelerationError(f"{option}={value} cannot be applied to a GGUF transformer: its weights are "
+                                        "quantized already (use a full-precision transformer to quantize at load "
+                                        "time)")  # fmt: skip
+        if options.fuse_qkv:
+            raise AccelerationError("fuse_qkv cannot be applied to a GGUF transformer: its q, k, v weights are "
+                                    "quantized blocks that cannot be concatenated into one layer; fuse_qkv=off")
+    if options.fuse_qkv and model.adapters:
+        raise AccelerationError("fuse_qkv cannot be combined with LoRA adapters: the adapters apply to the separate "
+                                "q, k, v projections that fusing replaces; fuse_qkv=off")  # fmt: skip
+    if options.quantize != "off":
+        problem = torchao_problem()
+        if problem:
+            raise AccelerationError(f"{quantize} needs torchao: {problem}")
     if not cuda:
         if options.cuda_graphs:
             refuse("cuda_graphs", "CUDA graphs need a CUDA GPU (use --device cuda, or turn cuda_graphs off)")
@@ -146,6 +202,8 @@ def validate(options: AccelerationOptions, device: torch.device | str | DeviceIn
                 refuse("compile", "torch.compile does not support MPS well enough to serve with")
             if options.fp8 != "off":
                 refuse("fp8", "MPS has no float8 dtype")
+            if options.quantize != "off":
+                refuse(quantize, "torchao's quantized weights have no MPS kernels; use a GGUF transformer file")
     else:
         if options.fp8 == "weights+activations":
             if not info.at_least(8, 9):
@@ -175,6 +233,12 @@ def validate(options: AccelerationOptions, device: torch.device | str | DeviceIn
                 raise AccelerationError(f"attention_backend={backend} cannot be used: {exc}") from None
             if backend in ("_flash_3", "_flash_varlen_3") and not info.at_least(9, 0):
                 refuse(f"attention_backend={backend}", "Flash-Attention 3 runs on Hopper (compute capability 9.0)")
+    if cuda and options.quantize != "off" and options.compile == "off":
+        warnings.append(f"{quantize} without compile saves memory but is slower than bf16: each layer dequantizes "
+                        "its weights on every call unless Inductor fuses it into the matrix multiply")  # fmt: skip
+    if options.compile != "off" and model.adapters:
+        warnings.append("compile with LoRA adapters recompiles the transformer for each new combination of adapters "
+                        "and scales a request asks for (one graph each; warm-up compiles the base model only)")
     if options.compile != "off" and options.step_cache != "off":
         warnings.append("step caching breaks the compiled graph at each cached block (compiled without fullgraph)")
     if options.compile != "off" and options.offload == "model":

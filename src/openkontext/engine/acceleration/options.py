@@ -14,6 +14,7 @@ DTYPES = ("auto", "bf16", "fp32")
 COMPILE_MODES = ("off", "default", "max-autotune")
 COMPILE_SCOPES = ("full", "regional")
 FP8_MODES = ("off", "weights", "weights+activations")
+QUANTIZE_MODES = ("off", "int8", "fp8")  # torchao weight-only, at load time
 STEP_CACHES = ("off", "first-block", "taylorseer")
 OFFLOADS = ("none", "auto", "model", "sequential")
 VAE_TILINGS = ("off", "auto", "on")
@@ -90,6 +91,7 @@ class AccelerationOptions:
     fuse_qkv: bool = False
     attention_backend: str = "native"  # auto | native (sdpa) | cudnn | flash | fa3 | any diffusers backend name
     fp8: str = "off"  # off | weights (storage only) | weights+activations (torchao dynamic float8)
+    quantize: str = "off"  # off | int8 | fp8: torchao weight-only quantization of the transformer's blocks
     cuda_graphs: bool = False  # needs compile
     step_cache: str = "off"  # off | first-block | taylorseer  (lossy)
     step_cache_threshold: float = 0.05  # First-Block-Cache: residual change below which a step reuses the cache
@@ -109,6 +111,9 @@ class AccelerationOptions:
         set_(self, "attention_backend", _attention_name(self.attention_backend))
         fp8 = "weights+activations" if str(self.fp8).strip().lower() in ("dynamic", "weights-activations") else self.fp8
         set_(self, "fp8", one_of("off" if fp8 in (False, None) else fp8, "fp8", FP8_MODES))
+        quantize = {"none": "off", "int8wo": "int8", "int8-weights": "int8", "fp8wo": "fp8", "fp8-weights": "fp8",
+                    "float8": "fp8"}.get(str(self.quantize).strip().lower(), self.quantize)  # fmt: skip
+        set_(self, "quantize", one_of("off" if quantize in (False, None) else quantize, "quantize", QUANTIZE_MODES))
         set_(self, "cuda_graphs", _as_bool(self.cuda_graphs, "cuda_graphs"))
         step_cache = {"fbc": "first-block", "first-block-cache": "first-block"}.get(
             str(self.step_cache).strip().lower(), self.step_cache
@@ -162,7 +167,7 @@ class AccelerationOptions:
     @property
     def lossy(self) -> bool:
         """True when outputs may differ visibly from the plain pipeline's at the same dtype."""
-        return self.fp8 != "off" or self.step_cache != "off"
+        return self.fp8 != "off" or self.quantize != "off" or self.step_cache != "off"
 
     @property
     def exclusive(self) -> bool:

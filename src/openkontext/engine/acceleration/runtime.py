@@ -17,7 +17,7 @@ from .options import AccelerationOptions
 
 @dataclass
 class PromptCache:
-    """LRU of text-encoder outputs, keyed by (prompt, max_sequence_length); thread-safe.
+    """LRU of text-encoder outputs, keyed by (prompt, max_sequence_length, variant); thread-safe.
 
     The cached tensors are exactly what the pipeline would compute (the same call), so outputs are bit-identical.
     """
@@ -62,11 +62,13 @@ class AccelerationRuntime:
         self.prompt_cache = PromptCache(self.options.prompt_cache) if self.options.prompt_cache else None
         self._turn = threading.Lock() if self.options.exclusive else None
 
-    def prompt_arguments(self, pipeline, prompt: str, max_sequence_length: int, negative: bool = False) -> dict:
+    def prompt_arguments(self, pipeline, prompt: str, max_sequence_length: int, negative: bool = False,
+                         variant: tuple = ()) -> dict:  # fmt: skip
         """The pipeline's prompt arguments: the prompt itself, or its cached embeddings (``negative``: as the
-        negative prompt of true classifier-free guidance)."""
+        negative prompt of true classifier-free guidance). ``variant`` is whatever else the embeddings depend on
+        (the active LoRA adapters, when they change a text encoder): part of the cache key."""
         if negative:
-            arguments = self.prompt_arguments(pipeline, prompt, max_sequence_length)
+            arguments = self.prompt_arguments(pipeline, prompt, max_sequence_length, variant=variant)
             return {f"negative_{name}": value for name, value in arguments.items() if value is not None}
         if self.prompt_cache is None:
             return {"prompt": prompt}
@@ -78,7 +80,7 @@ class AccelerationRuntime:
                                                            max_sequence_length=max_sequence_length)  # fmt: skip
             return embeds, pooled
 
-        embeds, pooled = self.prompt_cache.get((prompt, max_sequence_length), encode)
+        embeds, pooled = self.prompt_cache.get((prompt, max_sequence_length, variant), encode)
         return {"prompt": None, "prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
 
     def adopt(self, call_pipeline, source_pipeline) -> None:
