@@ -18,6 +18,11 @@ TFLOP per edit counts the transformer's matrix multiplies only (see ``transforme
 encoders and the VAE are excluded (a few % of the total at 1024²). With step caching some of those FLOPs are skipped,
 so its "TFLOP/s" is effective, not achieved.
 
+Weight formats (measured at the first size, the native one by default): 'int8' and 'fp8-wo' quantize the
+transformer's block weights at load time with torchao (weight-only); 'gguf-q8_0' writes the transformer as a Q8_0
+GGUF file (engine/gguf.py) and loads it back as ``--transformer-file`` does. The baseline is the bf16 format. The
+'weights GiB' column is the transformer's size in memory after loading, on any device; 'peak GiB' needs CUDA.
+
 --profile RUN breaks one edit of RUN down into phases (text encoding, VAE encode, denoising, VAE decode) and lists
 the kernels that take the time (torch.profiler), grouped as GEMM / attention / other.
 """
@@ -33,6 +38,7 @@ import math
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +56,9 @@ from openkontext.engine.acceleration.devices import DeviceInfo, options_for, val
 from openkontext.engine.acceleration.options import AccelerationError, AccelerationOptions, default_dtype
 from openkontext.engine.buckets import nearest_bucket
 from openkontext.engine.configs import CONFIGS, build_pipeline
+from openkontext.engine.gguf import save_gguf
 from openkontext.engine.kontext import KontextEngine, MultiReferenceKontextPipeline
+from openkontext.engine.loading import load_single_file_transformer
 from openkontext.engine.model_info import ModelInfo, config_info, folder_info
 from openkontext.sizes import parse_sizes
 
@@ -106,6 +114,7 @@ class Run:
     options: AccelerationOptions | None  # None: the plain pipeline (baseline)
     about: str
     memory_only: bool = False  # measured at the first size only: they exist to fit small GPUs, not to be fast
+    gguf: str | None = None  # the transformer written as a GGUF file of this quantization type and loaded back
 
 
 def catalog(device: DeviceInfo) -> dict[str, Run]:
@@ -128,14 +137,20 @@ def catalog(device: DeviceInfo) -> dict[str, Run]:
             "model CPU offload + fp8 weight storage (memory)", True),
         Run("offload-sequential", none.replace(offload="sequential", dtype=auto.dtype),
             "sequential CPU offload (memory; slowest)", True),
+        Run("int8", none.replace(quantize="int8", dtype=auto.dtype), "int8 weight-only transformer (torchao)", True),
+        Run("int8+compile", auto.replace(quantize="int8", fuse_qkv=False),
+            "int8 weight-only, compiled (auto without fusion)", True),
+        Run("fp8-wo", none.replace(quantize="fp8", dtype=auto.dtype), "fp8 weight-only transformer (torchao)", True),
+        Run("gguf-q8_0", none.replace(dtype=auto.dtype), "GGUF Q8_0 transformer file (diffusers' GGUF support)", True,
+            gguf="Q8_0"),
     ]  # fmt: skip
     return {run.name: run for run in runs}
 
 
 DEFAULT_RUNS = {
     "cuda": "baseline,auto,auto+fp8,fast,fast+fbc,auto+taylorseer,fp8-weights,offload-model,"
-    "offload-model+fp8-weights,offload-sequential",
-    "cpu": "baseline,auto,fuse,auto+fbc,auto+taylorseer,fp8-weights,fast,offload-model",
+    "offload-model+fp8-weights,offload-sequential,int8,int8+compile,fp8-wo,gguf-q8_0",
+    "cpu": "baseline,auto,fuse,auto+fbc,auto+taylorseer,fp8-weights,fast,offload-model,int8,fp8-wo,gguf-q8_0",
 }
 
 
@@ -166,6 +181,21 @@ def build(args, dtype: torch.dtype, where: torch.device):
     # weights in every run), which keeps building FLUX-sized models quick and within memory.
     with tensors_created_in(dtype), where:
         return build_pipeline(CONFIGS[args.config], seed=SEED, dtype=dtype)
+
+
+def with_gguf_transformer(pipeline, quant: str, dtype: torch.dtype, where: torch.device):
+    """The pipeline with its transformer written as a ``quant`` GGUF file and loaded back from it, on ``where``."""
+    transformer = pipeline.transformer
+    with tempfile.TemporaryDirectory() as folder:
+        transformer.save_config(Path(folder) / "transformer")
+        file = save_gguf(transformer.state_dict(), Path(folder) / f"transformer-{quant}.gguf", quant)
+        pipeline.transformer = None
+        del transformer
+        gc.collect()
+        if where.type == "cuda":
+            torch.cuda.empty_cache()
+        pipeline.transformer = load_single_file_transformer(file, Path(folder), dtype).to(where)
+    return pipeline
 
 
 def fits_on(info: DeviceInfo, args, dtype: torch.dtype) -> bool:
@@ -257,6 +287,7 @@ class Result:
     seconds: list[float] = field(default_factory=list)
     warmup_seconds: list[float] = field(default_factory=list)
     peak_gib: float | None = None
+    weights_gib: float | None = None  # the transformer in memory, as loaded (quantized formats: their storage)
     tflop_per_edit: float = 0.0
     skipped: str | None = None
     quality: dict | None = None
@@ -268,7 +299,8 @@ class Result:
 
 def measure(runner: EditRunner, run: str, size, args, device, flops_per_step: float, outputs: dict) -> Result:
     image = context_image(*size)
-    result = Result(run, size, tflop_per_edit=flops_per_step * args.steps / 1e12)
+    result = Result(run, size, tflop_per_edit=flops_per_step * args.steps / 1e12,
+                    weights_gib=module_bytes(runner.pipeline.transformer) / 2**30)  # fmt: skip
     for index in range(max(1, args.warmup)):
         started = time.perf_counter()
         output = runner(image, PROMPT if index == 0 else f"{PROMPT} (warm-up {index})", size, args.steps)
@@ -407,12 +439,12 @@ def fmt(value, spec: str, missing: str = "-") -> str:
 
 def table(results: list[Result], baselines: dict) -> str:
     header = (f"{'configuration':<27} {'size':>9} {'s/edit':>8} {'ratio':>6} {'speedup':>7} {'TFLOP/s':>8} "
-              f"{'peak GiB':>8} {'PSNR dB':>8}  note")  # fmt: skip
+              f"{'weights GiB':>11} {'peak GiB':>8} {'PSNR dB':>8}  note")  # fmt: skip
     lines = [header, "-" * len(header)]
     for r in results:
         size = f"{r.size[0]}x{r.size[1]}"
         if r.skipped:
-            dashes = " ".join(f"{'-':>{w}}" for w in (8, 6, 7, 8, 8, 8))
+            dashes = " ".join(f"{'-':>{w}}" for w in (8, 6, 7, 8, 11, 8, 8))
             lines.append(f"{r.run:<27} {size:>9} {dashes}  skipped: {r.skipped}")
             continue
         base = baselines.get(tuple(r.size))
@@ -422,7 +454,8 @@ def table(results: list[Result], baselines: dict) -> str:
         speedup = 1 / ratio if ratio else None
         lines.append(
             f"{r.run:<27} {size:>9} {r.median:>8.3f} {fmt(ratio, '.2f'):>6} {fmt(speedup, '.2f'):>7} "
-            f"{r.tflop_per_edit / r.median:>8.3g} {fmt(r.peak_gib, '.1f', 'n/a'):>8} {psnr_text:>8}"
+            f"{r.tflop_per_edit / r.median:>8.3g} {fmt(r.weights_gib, '.3g'):>11} {fmt(r.peak_gib, '.1f', 'n/a'):>8} "
+            f"{psnr_text:>8}"
         )  # fmt: skip
     return "\n".join(lines)
 
@@ -517,8 +550,11 @@ def main(argv: list[str] | None = None) -> int:
                 or (options.offload == "auto" and not fits_on(info, args, dtype))
             )
             started = time.perf_counter()
-            pipeline = build(args, dtype if options is None else options.torch_dtype(device),
-                             torch.device("cpu") if offloaded else device)  # fmt: skip
+            run_dtype = dtype if options is None else options.torch_dtype(device)
+            where = torch.device("cpu") if offloaded else device
+            pipeline = build(args, run_dtype, where)
+            if run.gguf:
+                pipeline = with_gguf_transformer(pipeline, run.gguf, run_dtype, where)
             model = model_info(args, pipeline)
             if sizes is None:
                 sizes = sizes_of(args.sizes) if args.sizes else default_sizes(model)
@@ -563,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("ratio = s/edit / baseline's (lower is faster); speedup = its inverse; "
           "TFLOP/s = transformer FLOPs per edit / "
-          "median s (effective with step caching); peak GiB = torch.cuda.max_memory_allocated over the timed edits; "
+          "median s (effective with step caching); weights GiB = the transformer in memory as loaded; "
+          "peak GiB = torch.cuda.max_memory_allocated over the timed edits; "
           "PSNR = first warm-up output (same prompt, seed and input in every run) vs the baseline's.")  # fmt: skip
     if sizes:
         for size in sizes:
@@ -625,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tflop_per_edit": r.tflop_per_edit,
                 "tflops": (r.tflop_per_edit / r.median) if r.median else None,
                 "peak_gib": r.peak_gib,
+                "weights_gib": r.weights_gib,
                 "quality_vs_baseline": None
                 if r.quality is None
                 else {k: (None if v == math.inf else v) for k, v in r.quality.items()}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_kontext.py"
-RUNS = ["baseline", "auto", "fuse", "fp8-weights", "auto+fbc", "offload-model"]
+RUNS = ["baseline", "auto", "fuse", "fp8-weights", "auto+fbc", "offload-model", "int8", "gguf-q8_0"]
 
 
 def load_script():
@@ -87,6 +87,10 @@ def test_json_results(finished):
     fp8 = results[("fp8-weights", (64, 64))]
     assert fp8["quality_vs_baseline"]["identical"] is False and fp8["quality_vs_baseline"]["psnr_db"] > 20
     assert results[("offload-model", (64, 64))]["skipped"].startswith("offload=model is not available")
+    for quantized in ("int8", "gguf-q8_0"):  # weight formats: smaller, close to the float output
+        result = results[(quantized, (64, 64))]
+        assert result["weights_gib"] < 0.6 * results[("baseline", (64, 64))]["weights_gib"]
+        assert result["quality_vs_baseline"]["identical"] is False and result["quality_vs_baseline"]["psnr_db"] > 30
     assert report["runs"]["auto"]["options"] == "prompt_cache=32"
 
 
