@@ -28,7 +28,7 @@ from ..jobs.worker import WorkerPool
 from ..metrics import Metrics
 from ..netguard import UrlPolicy
 from ..safety.moderation import ModerationConfig, Moderator
-from ..storage import LocalStorage
+from ..storage import LocalStorage, Storage
 from .auth import KeyRing, ensure_local_key
 from .limits import BodySizeLimit
 from .routes import router
@@ -46,7 +46,7 @@ class Service:
 
     settings: Settings
     store: JobStore
-    storage: LocalStorage
+    storage: Storage
     signer: UrlSigner
     keys: KeyRing
     moderator: Moderator
@@ -106,7 +106,7 @@ def open_store(settings: Settings) -> JobStore:
 def build_service(
     settings: Settings,
     engine: KontextEngine | None = None,
-    storage: LocalStorage | None = None,
+    storage: Storage | None = None,
     store: JobStore | None = None,
 ) -> Service:
     check_data_dir(settings, storage)
@@ -136,7 +136,8 @@ def build_service(
     metrics = Metrics(store.count_by_status)
     workers = WorkerPool(store, storage, engine, moderator, threads=settings.workers, lease_s=settings.lease_s,
                          max_attempts=settings.max_attempts, metrics=metrics,
-                         purge_interval_s=settings.purge_interval_s, previews=settings.previews)  # fmt: skip
+                         purge_interval_s=settings.purge_interval_s, previews=settings.previews,
+                         max_image_pixels=settings.max_image_pixels)  # fmt: skip
     url_policy = UrlPolicy(tuple(settings.url_allowlist))
     webhooks = WebhookSender(
         store,
@@ -156,7 +157,7 @@ def build_service(
 def create_app(
     settings: Settings | None = None,
     engine: KontextEngine | None = None,
-    storage: LocalStorage | None = None,
+    storage: Storage | None = None,
     store: JobStore | None = None,
 ) -> FastAPI:
     """The app; ``engine``, ``storage`` and ``store`` replace the ones the settings describe (tests, embedding, a

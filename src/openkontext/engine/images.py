@@ -67,6 +67,12 @@ def decode_base64(data: str) -> bytes:
         raise ImageInputError("not valid base64") from None
 
 
+def image_format(raw: bytes) -> str:
+    """The format of image bytes that ``decode_image`` accepted (from the header alone): jpeg, png or webp."""
+    with Image.open(io.BytesIO(raw)) as image:
+        return image.format.lower()
+
+
 def decode_image(raw: bytes, *, max_pixels: int) -> Image.Image:
     """Open untrusted image bytes as an upright RGB image.
 

@@ -1,6 +1,6 @@
 """Where a job's blobs live in storage: every key is built here, so the layout can be read (and changed) in one place.
 
-    <job id>/input-<i>.png      the decoded context images, in request order (PNG whatever was sent)
+    <job id>/input-<i>.<format> the context images as the client sent them (jpeg, png or webp), in request order
     <job id>/preview.jpg        the latest in-progress preview, while the job runs
     <job id>/sample.<format>    the result, served through ``/results/<job id>/sample.<format>``
 
@@ -14,8 +14,8 @@ def job_folder(job_id: str) -> str:
     return job_id
 
 
-def input_key(job_id: str, index: int) -> str:
-    return f"{job_id}/input-{index}.png"
+def input_key(job_id: str, index: int, image_format: str) -> str:
+    return f"{job_id}/input-{index}.{image_format.lower()}"
 
 
 def preview_key(job_id: str) -> str:

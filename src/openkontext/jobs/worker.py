@@ -12,7 +12,6 @@ job is handed back, and runs again from its lease. ``problem()`` says when no wo
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import socket
@@ -20,15 +19,13 @@ import threading
 import time
 import uuid
 
-from PIL import Image
-
 from ..engine.adapters import AdapterError
-from ..engine.images import encode_image
+from ..engine.images import decode_image, encode_image
 from ..engine.kontext import EditCancelled, KontextEngine
 from ..metrics import Metrics
 from ..safety.moderation import Moderator
 from ..statuses import JobStatus
-from ..storage import LocalStorage
+from ..storage import Storage
 from .faults import FaultLog, backoff_s, environment_error
 from .keys import job_folder, preview_key, result_key
 from .store import Job, JobStore, RunState
@@ -49,7 +46,7 @@ class WorkerPool:
     def __init__(
         self,
         store: JobStore,
-        storage: LocalStorage,
+        storage: Storage,
         engine: KontextEngine,
         moderator: Moderator,
         *,
@@ -57,6 +54,7 @@ class WorkerPool:
         lease_s: float,
         max_attempts: int,
         metrics: Metrics,
+        max_image_pixels: int,
         purge_interval_s: float = 60.0,
         previews: bool = True,
     ):
@@ -67,6 +65,7 @@ class WorkerPool:
         self.lease_s = lease_s
         self.max_attempts = max_attempts
         self.purge_interval_s = purge_interval_s
+        self.max_image_pixels = max_image_pixels  # the submit's limit, applied again to what storage gives back
         self.metrics = metrics
         self.previews = previews
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -236,7 +235,7 @@ class WorkerPool:
             return state == RunState.CONTINUE and not self._stop.is_set()
 
         try:
-            images = [Image.open(io.BytesIO(self.storage.get(key))).convert("RGB") for key in job.input_keys]
+            images = [decode_image(self.storage.get(key), max_pixels=self.max_image_pixels) for key in job.input_keys]
             image = self.engine.edit(
                 images,
                 spec.prompt,
