@@ -37,7 +37,9 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         # The classifiers take seconds to load: servers start without them unless a test asks (the shared
         # `server` fixture runs them, so the real moderation path is on for most API tests).
-        self.settings = {"model": "tiny", "api_keys": f"{KEY_A},{KEY_B}", "workers": 1,
+        # The CPU 'auto' preset compiles the transformer at start-up (tens of seconds): test servers run it
+        # uncompiled unless a test asks (tests/engine/test_acceleration.py covers compiling).
+        self.settings = {"model": "tiny", "api_keys": f"{KEY_A},{KEY_B}", "workers": 1, "accel_options": "compile=off",
                          "moderation_prompt_classifier": False, "moderation_image_classifier": False, **settings}
         self.process: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server-{self.port}.log"  # outside: it may be read-only

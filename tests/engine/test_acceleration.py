@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from openkontext.engine.acceleration.apply import fuse_qkv, resolve
+from openkontext.engine.acceleration import devices
 from openkontext.engine.acceleration.devices import (
     DeviceInfo,
     best_attention_backend,
@@ -134,11 +135,27 @@ def test_compile_modes(compile_, graphs, mode):
 # --- presets ------------------------------------------------------------------------------------------------------
 
 
-def test_cpu_defaults_keep_the_cpu_behaviour():
-    options = defaults_for("cpu")
-    assert options.describe() == "prompt_cache=32"  # exact (tested below); nothing else
-    assert options.torch_dtype("cpu") == torch.float32
-    validate(options, CPU)
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_cpu_defaults_use_bf16_only_where_the_cpu_computes_it(native_bf16, monkeypatch):
+    monkeypatch.setattr(devices, "cxx_compiler", lambda: "/usr/bin/g++")
+    options = defaults_for(DeviceInfo(type="cpu", native_bf16=native_bf16))
+    dtype = "dtype=bf16," if native_bf16 else "dtype=fp32,"
+    assert options.describe() == dtype + "compile=default,fuse_qkv=on,prompt_cache=32"  # exact: nothing lossy
+    assert not options.lossy
+    assert validate(options, DeviceInfo(type="cpu", native_bf16=native_bf16)) == []
+
+
+def test_cpu_defaults_do_not_compile_without_a_compiler(monkeypatch):
+    monkeypatch.setattr(devices, "cxx_compiler", lambda: None)
+    options = defaults_for(DeviceInfo(type="cpu", native_bf16=True))
+    assert options.compile == "off"
+    with pytest.raises(AccelerationError, match="no C\\+\\+ compiler"):
+        validate(options.replace(compile="default"), DeviceInfo(type="cpu"))
+
+
+def test_bf16_on_a_cpu_that_emulates_it_is_warned_about():
+    warnings = validate(AccelerationOptions(dtype="bf16"), DeviceInfo(type="cpu", native_bf16=False))
+    assert any("emulated" in warning for warning in warnings)
 
 
 def test_hopper_defaults_are_lossless_and_fast():
@@ -403,7 +420,7 @@ def test_warmup_buckets():
 
 
 def test_warm_up_runs_each_bucket_and_changes_nothing(plain_output):
-    engine = load_engine("tiny", device="cpu", acceleration=defaults_for("cpu"))
+    engine = load_engine("tiny", device="cpu", acceleration=AccelerationOptions(prompt_cache=32))
     assert warm_up(engine, [(64, 64)]) == []  # nothing is compiled: nothing to warm up
     done = warm_up(engine, [(64, 64), (80, 48)], steps=2, text_to_image=True, force=True)
     assert [(d["size"], d["references"]) for d in done] == [((64, 64), 0), ((64, 64), 1), ((80, 48), 0), ((80, 48), 1)]

@@ -140,7 +140,8 @@ def test_the_options_refuse_to_requantize_or_fuse_a_gguf_transformer(model_folde
 @pytest.mark.skipif(TORCHAO is not None, reason=f"torchao cannot quantize here: {TORCHAO}")
 @pytest.mark.parametrize("mode", ["int8", "fp8"])
 def test_torchao_weight_only_quantization_at_load_time(reference, lora_file, mode):
-    engine = start_engine("tiny", device="cpu", quantize=mode, adapters=[Adapter(name="style", path=lora_file)])
+    engine = start_engine("tiny", device="cpu", preset="none", quantize=mode,  # quantization alone, in fp32
+                          adapters=[Adapter(name="style", path=lora_file)])  # fmt: skip
     assert engine.runtime.options.quantize == mode and engine.runtime.options.lossy
     transformer = engine.pipeline.transformer
     weight = transformer.transformer_blocks[0].attn.to_q.base_layer.weight
