@@ -82,7 +82,8 @@ def load_engine(
     dtype = (acceleration or AccelerationOptions()).torch_dtype(torch_device)  # auto: options.default_dtype
     pipeline, info = _load(model, dtype, transformer_file)
     load_adapters(pipeline, adapters)  # before the options: they place, cast and compile the adapters too
-    pipeline, applied = _place(pipeline, torch_device, acceleration)
+    pipeline, applied = _place(pipeline, torch_device, acceleration,
+                               varying_sequence=info.prompt_sized_text or info.glyph_context)  # fmt: skip
     if preserve is not None:
         info = dataclasses.replace(info, preserve=preserve)
     return KontextEngine(pipeline, info, acceleration=applied, adapters=[adapter.name for adapter in adapters])
@@ -100,11 +101,11 @@ def _load(model: str, dtype: torch.dtype, transformer_file: Path | None) -> tupl
     return _load_folder(Path(model).expanduser(), dtype, transformer_file)
 
 
-def _place(pipeline, device: torch.device, acceleration: AccelerationOptions | None):
+def _place(pipeline, device: torch.device, acceleration: AccelerationOptions | None, varying_sequence: bool):
     """Move the pipeline to ``device``, or leave placement to the options (offload keeps weights in CPU memory)."""
     if acceleration is None:
         return pipeline.to(device), None
-    pipeline = apply(pipeline, acceleration, device)
+    pipeline = apply(pipeline, acceleration, device, varying_sequence=varying_sequence)
     return pipeline, pipeline.openkontext_acceleration
 
 

@@ -71,12 +71,19 @@ def warm_up(engine: KontextEngine, buckets: Iterable[tuple[int, int]] | None = N
     if engine.runtime.options.compile == "off" and not force:
         return []
     sizes = list(buckets) if buckets is not None else warmup_buckets("native", engine.info.buckets)
+    # A model whose sequence length follows the prompt (prompt-sized text, glyph strips of quoted words) gets a
+    # second, longer prompt with a quoted word: the second length makes Inductor compile a graph with a dynamic
+    # sequence length, which then serves every prompt instead of recompiling on the first real request.
+    prompts = [prompt]
+    if engine.info.prompt_sized_text or engine.info.glyph_context:
+        prompts.append(f"{prompt}: write 'WARM UP' on the sign, keep everything else as it is")
     results = []
     for width, height in sizes:
         for count in ([0] if text_to_image else []) + ([references] if references else []):
             images = [Image.new("RGB", (width, height), (127 + 20 * i, 127, 127)) for i in range(count)]
             started = time.perf_counter()
-            engine.edit(images, prompt, seed=0, steps=steps, guidance=2.5, size=(width, height))
+            for text in prompts:
+                engine.edit(images, text, seed=0, steps=steps, guidance=2.5, size=(width, height))
             if engine.device.type == "cuda":
                 torch.cuda.synchronize(engine.device)
             seconds = time.perf_counter() - started

@@ -179,8 +179,13 @@ def set_compiler_config(options: AccelerationOptions) -> None:
         inductor.coordinate_descent_check_all_directions = True
 
 
-def apply(pipeline, options: AccelerationOptions, device: torch.device | str | DeviceInfo | None = None):
+def apply(pipeline, options: AccelerationOptions, device: torch.device | str | DeviceInfo | None = None, *,
+          varying_sequence: bool = False):  # fmt: skip
     """Apply ``options`` to ``pipeline`` (in place) and place it on ``device``; returns the pipeline.
+
+    ``varying_sequence``: the model's token count follows the prompt (prompt-sized text, glyph strips), so the
+    compiled transformer gets a dynamic sequence length (after its second length) instead of one graph per length,
+    which would recompile on most requests and fall back to eager after torch's recompile limit.
 
     ``device`` defaults to where the transformer is. The pipeline should already have the options' dtype (loading
     builds it so); with offload it may be anywhere, and stays in CPU memory. Records what was applied as
@@ -241,7 +246,7 @@ def apply(pipeline, options: AccelerationOptions, device: torch.device | str | D
         set_compiler_config(options)
         # diffusers' cache / casting hooks and accelerate's offload hook break the graph
         fullgraph = options.step_cache == "off" and options.fp8 != "weights" and options.offload == "none"
-        kwargs = dict(mode=options.compile_mode, fullgraph=fullgraph, dynamic=False)
+        kwargs = dict(mode=options.compile_mode, fullgraph=fullgraph, dynamic=None if varying_sequence else False)
         if options.compile_scope == "regional":
             transformer.compile_repeated_blocks(**kwargs)
         else:
