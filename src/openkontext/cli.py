@@ -305,6 +305,7 @@ def bench_editor(model: str, preserve: float | None = None):
 
 
 def _register_subcommands() -> None:
+    from .jobs.db_cli import app as db_app
     from .quality.cli import make_app as make_bench_app
     from .toyworld.cli import app as toyworld_app
     from .training.cli import app as train_app
@@ -312,6 +313,7 @@ def _register_subcommands() -> None:
     app.add_typer(toyworld_app, name="toyworld")
     app.add_typer(make_bench_app(bench_editor), name="bench")
     app.add_typer(train_app, name="train")
+    app.add_typer(db_app, name="db")
 
 
 _register_subcommands()

@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the job store; default: a SQLite file in data_dir."
     )
+    migrate_on_start: bool = Field(
+        True, description="Bring the job store's schema to this version's at start-up. Set false where several "
+        "processes share one database: then 'openkontext db upgrade' migrates it once per upgrade, and a server "
+        "whose schema differs refuses to start, saying so.",
+    )
     public_url: str | None = Field(
         None,
         description="Base URL clients reach this server at (for polling_url and result URLs); default: the request's.",

@@ -22,7 +22,7 @@ from ..config import Settings
 from ..engine.kontext import KontextEngine
 from ..engine.startup import start_engine
 from ..jobs.faults import describe, out_of_space
-from ..jobs.store import JobStore, StoreCorrupt
+from ..jobs.store import JobStore, SchemaMismatch, StoreCorrupt
 from ..jobs.webhooks import WebhookSender
 from ..jobs.worker import WorkerPool
 from ..metrics import Metrics
@@ -84,7 +84,9 @@ def open_store(settings: Settings) -> JobStore:
     where = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else make_url(url).render_as_string()
     try:
         store = JobStore(url, webhook_retry_s=settings.webhook_retry_s, busy_timeout_s=settings.store_busy_timeout_s,
-                         retry_s=settings.store_retry_s)  # fmt: skip
+                         retry_s=settings.store_retry_s, migrate=settings.migrate_on_start)  # fmt: skip
+    except SchemaMismatch as exc:
+        raise StartupError(f"the job database {where}: {exc}") from None
     except DBAPIError as exc:
         raise StartupError(f"cannot open the job database {where}: {exc.orig or exc}") from None
     except OSError as exc:
