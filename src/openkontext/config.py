@@ -23,6 +23,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the job store; default: a SQLite file in data_dir."
     )
+    storage_url: str | None = Field(
+        None, description="Where inputs and results live: unset, the data dir's storage folder; "
+        "'s3://BUCKET/PREFIX' for an S3-compatible object store (credentials from boto3's usual sources).",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="The S3 API's address for a store other than AWS (MinIO, Ceph, R2 …)."
+    )
     migrate_on_start: bool = Field(
         True, description="Bring the job store's schema to this version's at start-up. Set false where several "
         "processes share one database: then 'openkontext db upgrade' migrates it once per upgrade, and a server "
@@ -177,3 +184,10 @@ class Settings(BaseSettings):
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"
+
+    @field_validator("storage_url")
+    @classmethod
+    def _s3_only(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("s3://") and value[5:].split("/", 1)[0]):
+            raise ValueError("storage_url must look like s3://BUCKET or s3://BUCKET/PREFIX (unset: the data dir)")
+        return value

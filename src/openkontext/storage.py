@@ -85,6 +85,14 @@ class LocalStorage:
             folder.rmdir()
 
 
+def open_storage(settings) -> Storage:
+    """The backend the settings name: the data dir's storage folder, or ``s3://BUCKET/PREFIX``."""
+    if not settings.storage_url:
+        return LocalStorage(settings.storage_dir)
+    bucket, _, prefix = settings.storage_url.removeprefix("s3://").partition("/")
+    return S3Storage(bucket, prefix=prefix, endpoint_url=settings.s3_endpoint_url)
+
+
 class S3Storage:
     """Blobs in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW, R2 …) under ``prefix``, through boto3.
 

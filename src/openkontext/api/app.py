@@ -28,7 +28,7 @@ from ..jobs.worker import WorkerPool
 from ..metrics import Metrics
 from ..netguard import UrlPolicy
 from ..safety.moderation import ModerationConfig, Moderator
-from ..storage import LocalStorage, Storage
+from ..storage import Storage, open_storage
 from .auth import KeyRing, ensure_local_key
 from .limits import BodySizeLimit
 from .routes import router
@@ -61,7 +61,7 @@ class StartupError(RuntimeError):
     """The server cannot start with this data dir or database; the message names the path and the cause."""
 
 
-def check_data_dir(settings: Settings, storage: LocalStorage | None = None) -> None:
+def check_data_dir(settings: Settings, storage: Storage | None = None) -> None:
     """Fail fast, before the model loads: the data dir and its storage folder are writable and have room."""
     for folder in (settings.data_dir, settings.storage_dir):
         try:
@@ -131,7 +131,7 @@ def build_service(
         log.warning("MODEL: %s — %s", engine.info.name, engine.info.description)
     else:
         log.info("model: %s (%s) on %s", engine.info.name, engine.info.description, engine.device)
-    storage = storage or LocalStorage(settings.storage_dir)
+    storage = storage or open_storage(settings)
     moderator = Moderator(ModerationConfig.from_settings(settings))
     signer = UrlSigner(load_or_create_secret(settings.signing_secret, settings.data_dir / "signing-secret"),
                        settings.delivery_ttl_s)  # fmt: skip
