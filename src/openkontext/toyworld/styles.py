@@ -43,7 +43,9 @@ def _quantize(arr: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 
 def _gray(arr: np.ndarray) -> np.ndarray:
-    return arr @ np.array([0.299, 0.587, 0.114], np.float32)
+    # Element-wise, not ``arr @ weights``: a matrix product runs the BLAS kernel chosen for the CPU, whose rounding
+    # differs between CPUs (the same seed gave other pixels on an AMD Zen than on an Intel Skylake-X).
+    return arr[..., 0] * np.float32(0.299) + arr[..., 1] * np.float32(0.587) + arr[..., 2] * np.float32(0.114)
 
 
 def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
