@@ -17,10 +17,12 @@ app = typer.Typer(help="The job store's schema (Alembic migrations): status and 
 
 def _engine():
     settings = Settings()
-    if settings.database_url is None:  # the data dir's SQLite file, as `serve` would create it
-        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     url = settings.resolved_database_url
-    return make_db_engine(url), make_url(url).render_as_string(hide_password=True)
+    where = make_url(url).render_as_string(hide_password=True)
+    with _reported(where):  # an unwritable data dir is a one-line error too
+        if settings.database_url is None:  # the data dir's SQLite file, as `serve` would create it
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return make_db_engine(url), where
 
 
 @contextlib.contextmanager
