@@ -71,9 +71,10 @@ def serve(
     from pydantic import ValidationError
     from rich.markup import escape
 
-    from .api.app import StartupError, check_data_dir, create_app, open_store
+    from .api.app import create_app
     from .api.server import serve as serve_app
     from .config import Settings
+    from .runtime import StartupError, check_data_dir, open_store
 
     _setup_logging(log_level)
     overrides = dict(host=host, port=port, model=model, transformer_file=transformer_file, device=device,
@@ -95,6 +96,48 @@ def serve(
     if not settings.api_keys:
         console.print(f"[bold]API key:[/bold] see {settings.data_dir / 'api-key'}  (export BFL_API_KEY=$(cat …))")
     serve_app(create_app(settings, store=store), settings, log_level=log_level.lower())
+
+
+@app.command()
+def worker(
+    model: Annotated[Optional[str], typer.Option(help="'default', 'random', or a diffusers folder.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1, mps …")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker threads (jobs run at once).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Database, storage and secrets folder.")] = None,
+    database_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the shared job store.")] = None,
+    metrics_port: Annotated[Optional[int], typer.Option(min=0, max=65535, help="Serve this worker's /metrics on "
+                                                        "this port (0: any free port; unset: none).")] = None,
+    metrics_host: Annotated[str, typer.Option(help="Interface of the metrics endpoint.")] = "127.0.0.1",
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING …")] = "INFO",
+) -> None:
+    """Run worker threads without the API: claim jobs from the shared job store, run them, store the results.
+
+    Every other setting (storage, acceleration, LoRAs, lease …) comes from the OPENKONTEXT_* variables, as for
+    serve. SIGTERM or Ctrl-C stops claiming and lets running jobs end (up to OPENKONTEXT_SHUTDOWN_TIMEOUT_S)."""
+    import signal
+    import threading
+
+    from pydantic import ValidationError
+    from rich.markup import escape
+
+    from .config import Settings
+    from .runtime import StartupError, WorkerProcess
+
+    _setup_logging(log_level)
+    overrides = dict(model=model, device=device, workers=workers, data_dir=data_dir, database_url=database_url)
+    try:
+        settings = Settings(**{name: value for name, value in overrides.items() if value is not None})
+        process = WorkerProcess(settings, role="worker")
+    except (ValidationError, StartupError) as exc:
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    process.start(metrics_port=metrics_port, metrics_host=metrics_host)
+    stopping.wait()
+    logging.getLogger(__name__).info("stopping: running jobs may take %.0f s to end", settings.shutdown_timeout_s)
+    process.drain(settings.shutdown_timeout_s)
 
 
 PRESERVE_HELP = "Paste-back threshold 0-1 (0: off; default: the model's own, docs/api.md)."
@@ -305,6 +348,7 @@ def bench_editor(model: str, preserve: float | None = None):
 
 
 def _register_subcommands() -> None:
+    from .cluster_cli import app as cluster_app
     from .jobs.db_cli import app as db_app
     from .quality.cli import make_app as make_bench_app
     from .toyworld.cli import app as toyworld_app
@@ -314,6 +358,7 @@ def _register_subcommands() -> None:
     app.add_typer(make_bench_app(bench_editor), name="bench")
     app.add_typer(train_app, name="train")
     app.add_typer(db_app, name="db")
+    app.add_typer(cluster_app, name="cluster")
 
 
 _register_subcommands()

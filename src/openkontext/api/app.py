@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,21 +11,21 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..config import Settings
 from ..engine.kontext import KontextEngine
-from ..engine.startup import start_engine
+from ..engine.loading import model_label
 from ..jobs.faults import describe, out_of_space
-from ..jobs.store import JobStore, SchemaMismatch, StoreCorrupt
+from ..jobs.store import JobStore
 from ..jobs.webhooks import WebhookSender
 from ..jobs.worker import WorkerPool
 from ..metrics import Metrics
 from ..netguard import UrlPolicy
 from ..safety.moderation import ModerationConfig, Moderator
+from ..runtime import check_data_dir, engine_for, open_store, store_metrics, worker_pool
 from ..storage import Storage, open_storage
 from .auth import KeyRing, ensure_local_key
 from .limits import BodySizeLimit
@@ -50,59 +48,13 @@ class Service:
     signer: UrlSigner
     keys: KeyRing
     moderator: Moderator
-    engine: KontextEngine
+    engine: KontextEngine | None  # None in an API-only replica (workers=0): it never loads the model
+    model_name: str
+    placeholder_model: bool
     workers: WorkerPool
     url_policy: UrlPolicy
     webhooks: WebhookSender
     metrics: Metrics
-
-
-class StartupError(RuntimeError):
-    """The server cannot start with this data dir or database; the message names the path and the cause."""
-
-
-def check_data_dir(settings: Settings, storage: Storage | None = None) -> None:
-    """Fail fast, before the model loads: the data dir and its storage folder are writable and have room."""
-    for folder in (settings.data_dir, settings.storage_dir):
-        try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds secrets: private whatever the umask
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except OSError as exc:
-            raise StartupError(f"the data dir {folder.resolve()} is not writable: {exc.strerror or exc}") from None
-    free = storage.free_bytes() if storage else shutil.disk_usage(settings.storage_dir).free
-    if free < settings.min_free_bytes:
-        raise StartupError(
-            f"the disk of the data dir {settings.data_dir.resolve()} has {free / 2**20:.1f} MiB free, less than "
-            f"OPENKONTEXT_MIN_FREE_BYTES ({settings.min_free_bytes / 2**20:.1f} MiB): free some space"
-        )
-
-
-def open_store(settings: Settings) -> JobStore:
-    """The job store, checked: refuses a database it cannot open or that fails its integrity check."""
-    url = settings.resolved_database_url
-    where = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else make_url(url).render_as_string()
-    try:
-        store = JobStore(url, webhook_retry_s=settings.webhook_retry_s, busy_timeout_s=settings.store_busy_timeout_s,
-                         retry_s=settings.store_retry_s, migrate=settings.migrate_on_start)  # fmt: skip
-    except SchemaMismatch as exc:
-        raise StartupError(f"the job database {where}: {exc}") from None
-    except DBAPIError as exc:
-        raise StartupError(f"cannot open the job database {where}: {exc.orig or exc}") from None
-    except OSError as exc:
-        raise StartupError(f"cannot open the job database {where}: {exc.strerror or exc}") from None
-    try:
-        store.check_integrity()
-    except StoreCorrupt as exc:
-        store.close()
-        raise StartupError(
-            f"the job database {where} is corrupt ({exc}); refusing to serve from it. Restore it from a backup, or "
-            "move it away to start with an empty one"
-        ) from None
-    except DBAPIError as exc:
-        store.close()
-        raise StartupError(f"cannot read the job database {where}: {exc.orig or exc}") from None
-    return store
 
 
 def build_service(
@@ -122,24 +74,24 @@ def build_service(
             log.warning("No API keys configured: generated one and saved it to %s. Use it as the x-key header.", where)
         else:
             log.info("No API keys configured: using the local key in %s.", where)
-    if engine is None:  # compiled before the first request, not during it (when the options compile something)
-        engine = start_engine(settings.model, device=settings.device, transformer_file=settings.transformer_file,
-                              preset=settings.accel_preset, overrides=settings.accel_options,
-                              quantize=settings.quantize, adapters=settings.loras, preserve=settings.preserve,
-                              warmup=settings.accel_warmup)  # fmt: skip
-    if engine.info.placeholder:
-        log.warning("MODEL: %s — %s", engine.info.name, engine.info.description)
+    if engine is None and settings.workers:  # compiled before the first request (when the options compile something)
+        engine = engine_for(settings)
+    if engine is None:
+        model_name, placeholder = model_label(settings.model)
+        log.info("API only (workers=0): the model is not loaded here; worker processes sharing the job store run %s",
+                 model_name)  # fmt: skip
     else:
-        log.info("model: %s (%s) on %s", engine.info.name, engine.info.description, engine.device)
+        model_name, placeholder = engine.info.name, engine.info.placeholder
+        if placeholder:
+            log.warning("MODEL: %s — %s", engine.info.name, engine.info.description)
+        else:
+            log.info("model: %s (%s) on %s", engine.info.name, engine.info.description, engine.device)
     storage = storage or open_storage(settings)
     moderator = Moderator(ModerationConfig.from_settings(settings))
     signer = UrlSigner(load_or_create_secret(settings.signing_secret, settings.data_dir / "signing-secret"),
                        settings.delivery_ttl_s)  # fmt: skip
-    metrics = Metrics(store.count_by_status)
-    workers = WorkerPool(store, storage, engine, moderator, threads=settings.workers, lease_s=settings.lease_s,
-                         max_attempts=settings.max_attempts, metrics=metrics,
-                         purge_interval_s=settings.purge_interval_s, previews=settings.previews,
-                         max_image_pixels=settings.max_image_pixels)  # fmt: skip
+    metrics = store_metrics(settings, store)
+    workers = worker_pool(settings, store, storage, engine, moderator, metrics, role="serve")
     url_policy = UrlPolicy(tuple(settings.url_allowlist))
     webhooks = WebhookSender(
         store,
@@ -151,7 +103,7 @@ def build_service(
     )
     return Service(
         settings=settings, store=store, storage=storage, signer=signer, keys=KeyRing(configured_keys),
-        moderator=moderator, engine=engine, workers=workers, url_policy=url_policy, webhooks=webhooks,
+        moderator=moderator, engine=engine, model_name=model_name, placeholder_model=placeholder, workers=workers, url_policy=url_policy, webhooks=webhooks,
         metrics=metrics,
     )  # fmt: skip
 

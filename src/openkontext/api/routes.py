@@ -269,8 +269,7 @@ def download_result(
 def health(request: Request) -> dict[str, Any]:
     """Also lists the LoRA adapters requests may name in ``loras`` (name and default scale)."""
     service = service_of(request)
-    info = service.engine.info
-    return {"status": "ok", "model": info.name, "placeholder_model": info.placeholder,
+    return {"status": "ok", "model": service.model_name, "placeholder_model": service.placeholder_model,
             "loras": [adapter.describe() for adapter in service.settings.loras]}  # fmt: skip
 
 
@@ -283,7 +282,7 @@ def ready(request: Request) -> dict[str, Any]:
         problem = f"the data disk is full (less than {service.settings.min_free_bytes} bytes free)"
     if problem:
         raise HTTPException(503, problem)
-    return {"status": "ready", "model": service.engine.info.name, "workers": service.settings.workers}
+    return {"status": "ready", "model": service.model_name, "workers": service.settings.workers}
 
 
 @router.get("/metrics", summary="Prometheus metrics", tags=["operations"], response_class=Response)

@@ -11,6 +11,7 @@ computes the same image.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import enum
 import functools
 import logging
@@ -49,6 +50,8 @@ from .faults import backoff_s, transient_store_error
 from .spec import JobSpec
 
 log = logging.getLogger(__name__)
+
+FORGET_WORKERS_AFTER_S = 24 * 3600  # the janitor deletes the heartbeat rows of pools not heard from for this long
 
 
 class RunState(str, enum.Enum):
@@ -149,6 +152,34 @@ class WebhookEventRow(Base):
     __table_args__ = (Index("ix_webhook_due", "status", "next_attempt_at"),)
 
 
+class WorkerRow(Base):
+    """A worker pool's heartbeat: what it runs and has done, so any API replica's ``/metrics`` and ``openkontext
+    cluster status`` can report every worker that shares the store (Ray actors have no stable address to scrape)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # WorkerPool.id: host:pid:random
+    role: Mapped[str] = mapped_column(String(16))  # serve | worker | ray
+    threads: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float] = mapped_column(Float)
+    seen_at: Mapped[float] = mapped_column(Float, index=True)
+    running: Mapped[int] = mapped_column(Integer)  # jobs it holds now
+    finished: Mapped[int] = mapped_column(Integer)  # jobs it brought to an end since it started
+    takeovers: Mapped[int] = mapped_column(Integer)  # jobs it claimed after their previous worker's lease lapsed
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    id: str
+    role: str
+    threads: int
+    started_at: float
+    seen_at: float
+    running: int
+    finished: int
+    takeovers: int
+
+
 @dataclass(frozen=True)
 class WebhookEvent:
     id: str
@@ -185,6 +216,7 @@ class Job:
     error: str | None
     webhook_url: str | None
     webhook_secret: str | None
+    taken_from: str | None = None  # set by claim: the worker whose lapsed lease this claim took over
 
     @classmethod
     def from_row(cls, row: JobRow | Row) -> Job:
@@ -481,15 +513,16 @@ class JobStore:
                 & (JobRow.attempts < max_attempts),
             )
             with self._session.begin() as session:
-                query = select(JobRow.id).where(claimable, JobRow.expires_at > now)
+                query = select(JobRow.id, JobRow.lease_owner).where(claimable, JobRow.expires_at > now)
                 if skip:
                     query = query.where(JobRow.id.not_in(skip))
                 # PostgreSQL: concurrent claimers skip each other's candidate row instead of racing for it
                 # (SQLite has no row locks; its single writer serialises claims anyway).
                 query = query.order_by(JobRow.created_at).limit(1).with_for_update(skip_locked=True)
-                candidate = session.scalar(query)
-                if candidate is None:
+                found = session.execute(query).first()
+                if found is None:
                     return None
+                candidate, previous_owner = found
                 taken = session.execute(
                     update(JobRow)
                     .where(JobRow.id == candidate, claimable)
@@ -503,7 +536,8 @@ class JobStore:
                     )
                 ).rowcount
                 if taken == 1:
-                    return Job.from_row(session.get(JobRow, candidate, populate_existing=True))
+                    job = Job.from_row(session.get(JobRow, candidate, populate_existing=True))
+                    return dataclasses.replace(job, taken_from=previous_owner)  # a handed-back job has no owner
         return None
 
     @retried
@@ -591,13 +625,15 @@ class JobStore:
         """Jobs that crashed their worker ``max_attempts`` times and lost the lease again become Errors."""
         now = time.time()
         with self._session.begin() as session:
-            ids = session.scalars(
-                select(JobRow.id).where(
+            # skip_locked: janitors of other processes sharing a PostgreSQL store take the other rows, never the
+            # same one twice (that would enqueue its webhook twice)
+            rows = session.scalars(
+                select(JobRow).where(
                     JobRow.status == "running", JobRow.lease_expires < now, JobRow.attempts >= max_attempts
-                )
+                ).with_for_update(skip_locked=True)
             ).all()
-            for job_id in ids:
-                row = session.get(JobRow, job_id)
+            ids = [row.id for row in rows]
+            for row in rows:
                 row.status = JobStatus.ERROR.value
                 row.error = f"the job stopped its worker {max_attempts} times"
                 row.finished_at = now
@@ -610,14 +646,42 @@ class JobStore:
         """Delete jobs past their retention; returns them so their files can be deleted too."""
         now = time.time()
         with self._session.begin() as session:
-            rows = session.scalars(select(JobRow).where(JobRow.expires_at <= now)).all()
+            rows = session.scalars(
+                select(JobRow).where(JobRow.expires_at <= now).with_for_update(skip_locked=True)  # as fail_exhausted
+            ).all()
             jobs = [Job.from_row(row) for row in rows]
             for row in rows:
                 session.delete(row)
             if jobs:
                 session.execute(delete(WebhookEventRow).where(WebhookEventRow.job_id.in_([job.id for job in jobs])))
             session.execute(delete(IdempotencyKeyRow).where(IdempotencyKeyRow.expires_at <= now))
+            session.execute(delete(WorkerRow).where(WorkerRow.seen_at <= now - FORGET_WORKERS_AFTER_S))
         return jobs
+
+    # --- worker heartbeats ----------------------------------------------------------------------------------------
+
+    @retried
+    def report_worker(self, report: WorkerReport) -> None:
+        """Record a worker pool's heartbeat (its own row: no other process writes it)."""
+        values = dataclasses.asdict(report)
+        with self._session.begin() as session:
+            if session.execute(update(WorkerRow).where(WorkerRow.id == report.id).values(**values)).rowcount == 0:
+                session.add(WorkerRow(**values))
+
+    @retried
+    def workers(self, seen_after: float) -> list[WorkerReport]:
+        """The worker pools heard from after ``seen_after`` (a Unix time), oldest first."""
+        with self._session() as session:
+            rows = session.scalars(
+                select(WorkerRow).where(WorkerRow.seen_at > seen_after).order_by(WorkerRow.started_at)
+            ).all()
+            return [WorkerReport(**{name: getattr(row, name) for name in WorkerReport.__dataclass_fields__})
+                    for row in rows]  # fmt: skip
+
+    def forget_worker(self, worker_id: str) -> None:
+        """A pool that stopped cleanly removes its row (one attempt: a row left behind ages out)."""
+        with self._session.begin() as session:
+            session.execute(delete(WorkerRow).where(WorkerRow.id == worker_id))
 
     # --- the webhook outbox ---------------------------------------------------------------------------------------
 

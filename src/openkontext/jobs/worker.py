@@ -8,6 +8,10 @@ No loop dies of its environment. A store that is locked, unreachable, full or co
 anyway (a bug) is restarted (``openkontext_worker_restarts_total``). A computed result is kept in memory and its write
 and the job's finish retried until they succeed, the lease is lost to another worker, or the pool stops — then the
 job is handed back, and runs again from its lease. ``problem()`` says when no worker can make progress (``/ready``).
+
+The heartbeat also records the pool in the store's ``workers`` table (what it runs, has finished, took over), which
+is how every API replica reports every worker on ``/metrics``. ``drain()`` stops claiming and lets running jobs end:
+a pool is scaled down without dropping work.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from ..statuses import JobStatus
 from ..storage import Storage
 from .faults import FaultLog, backoff_s, environment_error
 from .keys import job_folder, preview_key, result_key
-from .store import Job, JobStore, RunState
+from .store import Job, JobStore, RunState, WorkerReport
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +51,11 @@ class WorkerPool:
         self,
         store: JobStore,
         storage: Storage,
-        engine: KontextEngine,
+        engine: KontextEngine | None,
         moderator: Moderator,
         *,
         threads: int,
+        role: str = "serve",
         lease_s: float,
         max_attempts: int,
         metrics: Metrics,
@@ -69,8 +74,15 @@ class WorkerPool:
         self.metrics = metrics
         self.previews = previews
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.role = role  # serve (threads of the API process), worker (openkontext worker), ray (a Ray actor)
+        if threads and engine is None:
+            raise ValueError("a pool with worker threads needs an engine")
         self._threads = threads
+        self._started_at = time.time()
+        self._finished = 0  # jobs brought to an end here (the heartbeat reports these two)
+        self._takeovers = 0
         self._stop = threading.Event()
+        self._no_claims = threading.Event()  # set by drain(): running jobs go on, no new ones start
         self._wake = threading.Condition()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
@@ -108,6 +120,22 @@ class WorkerPool:
             return f"no worker can make progress: {alive[0].cause}"
         return None
 
+    def drain(self, timeout: float) -> bool:
+        """Stop claiming and wait up to ``timeout`` for the running jobs to end; then stop. True if they all ended
+        (the rest are handed back, as by ``stop``)."""
+        self._no_claims.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        while self.held() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        drained = not self.held()
+        self.stop(timeout=max(1.0, deadline - time.monotonic()))
+        return drained
+
+    def held(self) -> set[str]:
+        with self._held_lock:
+            return set(self._held)
+
     def begin_stop(self) -> None:
         """Stop claiming; running jobs stop at their next step and are handed back (safe in a signal handler)."""
         self._stop.set()
@@ -123,6 +151,11 @@ class WorkerPool:
         if stuck:
             log.warning("stopping without waiting any longer for %s (their jobs run again from their leases)",
                         ", ".join(stuck))  # fmt: skip
+        if self._threads:
+            try:
+                self.store.forget_worker(self.id)
+            except Exception:  # the store is away: the row ages out of /metrics (it is not heard from again)
+                pass
 
     def wake(self) -> None:
         """Tell idle workers a job was queued (they would find it at the next poll anyway)."""
@@ -142,10 +175,11 @@ class WorkerPool:
 
     def _work(self, faults: FaultLog) -> None:
         while not self._stop.is_set():
-            with self._held_lock:
-                held = set(self._held)
+            if self._no_claims.is_set():
+                self._stop.wait(IDLE_POLL_S)
+                continue
             try:
-                job = self.store.claim(self.id, self.lease_s, self.max_attempts, skip=held)
+                job = self.store.claim(self.id, self.lease_s, self.max_attempts, skip=self.held())
             except Exception as exc:
                 self._stop.wait(backoff_s(faults.failed("claiming a job", exc)))
                 continue
@@ -156,6 +190,11 @@ class WorkerPool:
                 continue
             with self._held_lock:
                 self._held.add(job.id)
+            if job.taken_from:
+                log.info("job %s: taken over from %s, whose lease lapsed", job.id, job.taken_from)
+                with self._held_lock:
+                    self._takeovers += 1
+                self.metrics.lease_takeovers.inc()
             try:
                 self.run(job, faults)
             except ShuttingDown:
@@ -170,14 +209,23 @@ class WorkerPool:
                     self._held.discard(job.id)
 
     def _heartbeat(self, faults: FaultLog) -> None:
-        while not self._stop.wait(self.lease_s / 3):
-            with self._held_lock:
-                held = set(self._held)
+        while True:
+            held = self.held()
             try:
                 self.store.renew(self.id, held, self.lease_s)
+                if self._threads:
+                    self.store.report_worker(self.report(held))
                 faults.succeeded()
             except Exception as exc:
                 faults.failed("renewing leases", exc)
+            if self._stop.wait(self.lease_s / 3):
+                return
+
+    def report(self, held: set[str] | None = None) -> WorkerReport:
+        """This pool's heartbeat row (jobs/store.py ``WorkerRow``)."""
+        return WorkerReport(id=self.id, role=self.role, threads=self._threads, started_at=self._started_at,
+                            seen_at=time.time(), running=len(self.held() if held is None else held),
+                            finished=self._finished, takeovers=self._takeovers)  # fmt: skip
 
     def _janitor(self, faults: FaultLog) -> None:
         while True:
@@ -295,6 +343,9 @@ class WorkerPool:
         written = self._persist(faults, f"finishing job {job.id}",
                                 lambda: self.store.finish(job.id, self.id, status, **outcome))  # fmt: skip
         if written:
+            with self._held_lock:
+                self._finished += 1
+            self.metrics.jobs_finished.labels(status.value).inc()
             self.metrics.job_latency.labels(status.value).observe(time.time() - job.created_at)
             log.info("job %s: %s", job.id, status.value)
         else:
