@@ -3,34 +3,13 @@ every job is claimed exactly once, and an Idempotency-Key creates one task howev
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from openkontext.jobs.spec import JobSpec
 from openkontext.jobs.store import IdempotencyConflict, JobStore
+from racing import race
 
 SPEC = JobSpec("x", seed=1, steps=2, guidance=2.5, safety_tolerance=2, output_format="jpeg")
-
-
-def race(count: int, work) -> list:
-    """Run ``work(index)`` in ``count`` threads released at the same instant; their results (or exceptions)."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = work(index)
-        except Exception as exc:  # noqa: BLE001  (the test inspects it)
-            results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results
 
 
 def test_concurrent_workers_claim_every_job_exactly_once(store):

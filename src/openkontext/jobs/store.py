@@ -624,21 +624,18 @@ class JobStore:
     def fail_exhausted(self, max_attempts: int) -> list[str]:
         """Jobs that crashed their worker ``max_attempts`` times and lost the lease again become Errors."""
         now = time.time()
+        exhausted = (JobRow.status == "running") & (JobRow.lease_expires < now) & (JobRow.attempts >= max_attempts)
         with self._session.begin() as session:
-            # skip_locked: janitors of other processes sharing a PostgreSQL store take the other rows, never the
-            # same one twice (that would enqueue its webhook twice)
-            rows = session.scalars(
-                select(JobRow).where(
-                    JobRow.status == "running", JobRow.lease_expires < now, JobRow.attempts >= max_attempts
-                ).with_for_update(skip_locked=True)
-            ).all()
-            ids = [row.id for row in rows]
-            for row in rows:
-                row.status = JobStatus.ERROR.value
-                row.error = f"the job stopped its worker {max_attempts} times"
-                row.finished_at = now
-                row.lease_owner = row.lease_expires = None
-                self._enqueue_webhook(session, row, now)
+            # One conditional UPDATE … RETURNING: janitors of several processes sharing the store each get the rows
+            # they changed, never the same one twice (that would queue its webhook twice).
+            ids = session.scalars(
+                update(JobRow).where(exhausted).values(
+                    status=JobStatus.ERROR.value, error=f"the job stopped its worker {max_attempts} times",
+                    finished_at=now, lease_owner=None, lease_expires=None,
+                ).returning(JobRow.id)
+            ).all()  # fmt: skip
+            for job_id in ids:
+                self._enqueue_webhook(session, session.get(JobRow, job_id), now)
         return list(ids)
 
     @retried
@@ -646,12 +643,10 @@ class JobStore:
         """Delete jobs past their retention; returns them so their files can be deleted too."""
         now = time.time()
         with self._session.begin() as session:
-            rows = session.scalars(
-                select(JobRow).where(JobRow.expires_at <= now).with_for_update(skip_locked=True)  # as fail_exhausted
+            rows = session.execute(  # DELETE … RETURNING: each janitor gets the rows it deleted (as fail_exhausted)
+                delete(JobRow).where(JobRow.expires_at <= now).returning(*JobRow.__table__.columns)
             ).all()
             jobs = [Job.from_row(row) for row in rows]
-            for row in rows:
-                session.delete(row)
             if jobs:
                 session.execute(delete(WebhookEventRow).where(WebhookEventRow.job_id.in_([job.id for job in jobs])))
             session.execute(delete(IdempotencyKeyRow).where(IdempotencyKeyRow.expires_at <= now))
