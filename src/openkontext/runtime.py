@@ -107,8 +107,8 @@ class WorkerProcess:
         if settings.workers < 1:
             raise StartupError("a worker process needs at least one worker thread (OPENKONTEXT_WORKERS >= 1)")
         self.settings = settings
+        check_data_dir(settings)  # before opening anything in it
         self.storage = open_storage(settings)
-        check_data_dir(settings, self.storage)
         self.store = open_store(settings)
         try:
             self.engine = engine or engine_for(settings)
