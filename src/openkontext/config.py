@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     # --- the service -------------------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Interface the server binds (0.0.0.0 for all).")
     port: int = Field(8000, description="TCP port of the server.")
-    workers: int = Field(1, ge=0, description="Engine worker threads in the server process (0: accept jobs only).")
+    workers: int = Field(1, ge=0, description="Engine worker threads in the process (serve: 0 makes an API-only "
+                         "replica that does not load the model; worker processes and Ray actors run them).")
     header_timeout_s: float = Field(
         10.0, gt=0, description="Time a client has to send a request's headers (from its first byte, or from "
         "connecting); the connection is closed beyond it.",
