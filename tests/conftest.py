@@ -30,6 +30,8 @@ def free_port() -> int:
 class ServerProcess:
     """``openkontext serve`` in its own process, configured through OPENKONTEXT_* variables like a deployment."""
 
+    ready_path = "/health"  # answers 200 once the process serves (a subclass for a role without the API changes it)
+
     def __init__(self, data_dir: Path, command: list[str] | None = None, **settings):
         self.data_dir = data_dir
         self.command = command or [sys.executable, "-m", "openkontext.cli", "serve"]
@@ -56,7 +58,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.ready_path}", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -41,10 +42,20 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         data = self.folder / "data"
         self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.folder / "log"), "-o", options, "-w",
-                  "start")  # fmt: skip
+        self._start_server()
         return self
+
+    def _start_server(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-l", str(self.folder / "log"), "-o",
+                  options, "-w", "start")  # fmt: skip
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop the server (every connection drops, as in a failover or an upgrade), leave it down ``down_s``
+        seconds, and start it again on the same port with the same data."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
+        time.sleep(down_s)
+        self._start_server()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
