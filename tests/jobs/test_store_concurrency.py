@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from openkontext.jobs.spec import JobSpec
-from openkontext.jobs.store import IdempotencyConflict, JobStore
+from openkontext.jobs.store import IdempotencyConflict, JobStore, TooManyActive
 from racing import race
 
 SPEC = JobSpec("x", seed=1, steps=2, guidance=2.5, safety_tolerance=2, output_format="jpeg")
@@ -54,3 +54,26 @@ def test_an_idempotency_key_racing_across_replicas_creates_one_task(store):
     with pytest.raises(IdempotencyConflict):  # and a late retry too
         store.create(job_id="late", owner="key-a", route="r", spec=SPEC, input_keys=[], retention_s=3600,
                      idempotency=("retry-1", "hash-1"))  # fmt: skip
+
+
+def test_replicas_racing_for_the_last_active_slots_never_exceed_the_limit(store):
+    store.create(job_id="running", owner="key-a", route="r", spec=SPEC, input_keys=[], retention_s=3600)
+    store.claim("worker", lease_s=60, max_attempts=3)  # running jobs count too
+    url = store.db.url.render_as_string(hide_password=False)
+    replicas = [JobStore(url) for _ in range(8)]
+
+    def submit(index: int):
+        return replicas[index].create(job_id=f"job-{index}", owner="key-a", route="r", spec=SPEC, input_keys=[],
+                                      retention_s=3600, max_active=3)  # fmt: skip
+
+    try:
+        results = race(len(replicas), submit)
+    finally:
+        for replica in replicas:
+            replica.close()
+    created = [result for result in results if not isinstance(result, Exception)]
+    refused = [result for result in results if isinstance(result, TooManyActive)]
+    assert (len(created), len(refused)) == (2, 6), results  # 1 running + 2 queued = the limit of 3
+    assert store.count_active("key-a") == 3
+    # the limit is per owner: another key is not held back by these
+    store.create(job_id="other", owner="key-b", route="r", spec=SPEC, input_keys=[], retention_s=3600, max_active=3)

@@ -19,7 +19,7 @@ from ..engine.images import ImageInputError, decode_base64, decode_image, image_
 from ..engine.model_info import MAX_REFERENCES
 from ..jobs.keys import input_key, job_folder
 from ..jobs.spec import JobSpec
-from ..jobs.store import IdempotencyConflict, Job
+from ..jobs.store import IdempotencyConflict, Job, TooManyActive
 from ..statuses import JobStatus
 from ..netguard import BlockedURLError, FetchError, fetch
 from .schemas import TaskRequest
@@ -60,8 +60,8 @@ def submit(
         loras = choose(settings.loras, [(choice.name, choice.scale) for choice in body.loras or ()])
     except AdapterError as exc:
         raise field_error("loras", str(exc)) from None
-    if service.store.count_active(owner) >= settings.max_active_tasks:
-        raise HTTPException(429, f"too many active tasks: at most {settings.max_active_tasks} queued or running per key")
+    if service.store.count_active(owner) >= settings.max_active_tasks:  # early, before any image work
+        raise _too_many(settings.max_active_tasks)
 
     webhook_url = str(body.webhook_url) if body.webhook_url else None
     if webhook_url:
@@ -133,10 +133,17 @@ def _discard(service, job_id: str) -> None:
 
 
 def _create(service, owner: str, fingerprint: str | None, common: dict, **fields) -> Job:
+    limit = service.settings.max_active_tasks
     try:
-        return service.store.create(**common, **fields)
+        return service.store.create(**common, **fields, max_active=limit)
     except IdempotencyConflict as conflict:
         return _replayed(service, owner, conflict.job_id, conflict.request_hash, fingerprint)
+    except TooManyActive:  # another replica (or request) took the last slot since the first check
+        raise _too_many(limit) from None
+
+
+def _too_many(limit: int) -> HTTPException:
+    return HTTPException(429, f"too many active tasks: at most {limit} queued or running per key")
 
 
 def _replayed(service, owner: str, job_id: str, recorded_hash: str, fingerprint: str | None) -> Job:

@@ -38,6 +38,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine, Row, make_url
@@ -72,6 +73,10 @@ class IdempotencyConflict(Exception):
         super().__init__(job_id)
         self.job_id = job_id
         self.request_hash = request_hash
+
+
+class TooManyActive(Exception):
+    """The owner already has ``max_active`` queued or running jobs (checked in the inserting transaction)."""
 
 
 class StoreCorrupt(Exception):
@@ -375,9 +380,14 @@ class JobStore:
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
         idempotency: tuple[str, str] | None = None,
+        max_active: int | None = None,
     ) -> Job:
         """Insert a job. With ``idempotency=(key, request_hash)``, the key is recorded in the same transaction;
-        if the owner already used that key, nothing is inserted and IdempotencyConflict says which job has it."""
+        if the owner already used that key, nothing is inserted and IdempotencyConflict says which job has it.
+
+        With ``max_active``, a queued job is inserted only if the owner's queued and running jobs stay within it
+        (else TooManyActive), counted in the same transaction as the insert and serialised per owner, so API
+        replicas racing for the last slot cannot both take it."""
         now = time.time()
         row = JobRow(
             id=job_id, owner=owner, route=route, status=status.value, prompt=spec.prompt, params=spec.params(),
@@ -387,9 +397,17 @@ class JobStore:
         )  # fmt: skip
         try:
             with self._session.begin() as session:
+                limited = max_active is not None and status.value in ACTIVE
+                if limited and session.bind.dialect.name == "postgresql":  # one submitter per owner at a time
+                    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                                    {"key": f"openkontext-active:{owner}"})  # fmt: skip
                 session.add(row)
+                session.flush()  # SQLite: this INSERT takes the database's write lock before the count below
+                if limited and session.scalar(
+                    select(func.count()).where(JobRow.owner == owner, JobRow.status.in_(ACTIVE))
+                ) > max_active:
+                    raise TooManyActive(owner)
                 if idempotency is not None:
-                    session.flush()
                     session.add(IdempotencyKeyRow(owner=owner, key=idempotency[0], job_id=job_id,
                                                   request_hash=idempotency[1], expires_at=now + retention_s))
                     session.flush()
