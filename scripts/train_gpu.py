@@ -35,7 +35,7 @@ from openkontext.quiet import quiet_libraries
 
 quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
 
-from openkontext.engine.loading import DEFAULT_MODEL_DIR
+from openkontext.engine.model_info import DEFAULT_MODEL_DIR
 from openkontext.training.checkpoint import load_state
 from openkontext.training.config import preset
 from openkontext.training.loop import TRAINABLE, pick_device, stop_on_signals, train_flow

@@ -33,11 +33,13 @@ class _RedactSignatures(logging.Filter):
         return True
 
 
-def _setup_logging(level: str = "INFO") -> None:
+def _setup_logging(level: str = "INFO", *, loads_model: bool = True) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.ERROR)
     quiet_libraries()
     logging.getLogger("uvicorn.access").addFilter(_RedactSignatures())
+    if not loads_model:  # an API-only replica: importing diffusers and transformers would cost seconds for nothing
+        return
     # loading a model folder draws diffusers' and transformers' own progress bars; the CLI shows the edit's only
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -76,7 +78,6 @@ def serve(
     from .config import Settings
     from .runtime import StartupError, check_data_dir, open_store
 
-    _setup_logging(log_level)
     overrides = dict(host=host, port=port, model=model, transformer_file=transformer_file, device=device,
                      preserve=preserve, quantize=quantize, loras=lora,
                      accel_preset=accel_preset, accel_options=accel_options, accel_warmup=accel_warmup,
@@ -87,6 +88,7 @@ def serve(
     except ValidationError as exc:
         console.print(f"[red]cannot start:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
+    _setup_logging(log_level, loads_model=settings.workers > 0)
     try:  # before the model loads: a data dir or database that cannot work fails now, with its path and cause
         check_data_dir(settings)
         store = open_store(settings)  # opened and checked once, then served

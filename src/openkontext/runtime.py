@@ -12,19 +12,21 @@ import logging
 import shutil
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from .config import Settings
-from .engine.kontext import KontextEngine
-from .engine.startup import start_engine
 from .jobs.store import JobStore, SchemaMismatch, StoreCorrupt
 from .jobs.worker import WorkerPool
 from .metrics import Metrics
 from .safety.moderation import ModerationConfig, Moderator
 from .storage import Storage, open_storage
+
+if TYPE_CHECKING:  # imported when an engine is started: an API-only replica never loads torch and diffusers
+    from .engine.kontext import KontextEngine
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ def open_store(settings: Settings) -> JobStore:
 
 def engine_for(settings: Settings) -> KontextEngine:
     """The settings' model with its options, warmed up (compiled before the first job, when the options compile)."""
+    from .engine.startup import start_engine
+
     return start_engine(settings.model, device=settings.device, transformer_file=settings.transformer_file,
                         preset=settings.accel_preset, overrides=settings.accel_options, quantize=settings.quantize,
                         adapters=settings.loras, preserve=settings.preserve, warmup=settings.accel_warmup)  # fmt: skip

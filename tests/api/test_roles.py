@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -39,6 +40,8 @@ def test_an_api_only_replica_never_loads_the_model(start_server, tmp_path):
         time.sleep(1.0)
         assert client.get("/v1/get_result", params={"id": task.json()["id"]}).json()["status"] == "Pending"
     assert "not loaded here" in api.log()
+    mapped = Path(f"/proc/{api.process.pid}/maps").read_text()
+    assert "libtorch" not in mapped  # not even imported: an API replica starts in seconds and stays small
 
 
 def test_a_worker_runs_what_an_api_only_replica_queued_and_drains_on_sigterm(start_server, tmp_path):

@@ -14,7 +14,8 @@ from safetensors import safe_open
 
 from openkontext.quality.metrics import as_array, psnr
 from openkontext.quality.runner import bench_cases
-from openkontext.engine.loading import DEFAULT_MODEL_DIR, load_engine
+from openkontext.engine.loading import load_engine
+from openkontext.engine.model_info import DEFAULT_MODEL_DIR
 
 STEPS = 20
 RATIO_MAX = 0.85  # the shipped model measured local 0.61, text 0.37 on this 28-case probe

@@ -6,6 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,8 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..config import Settings
-from ..engine.kontext import KontextEngine
-from ..engine.loading import model_label
+from ..engine.model_info import model_label
 from ..jobs.faults import describe, out_of_space
 from ..jobs.store import JobStore
 from ..jobs.webhooks import WebhookSender
@@ -32,6 +32,9 @@ from .limits import BodySizeLimit
 from .routes import router
 from .signing import UrlSigner, load_or_create_secret
 from .views import task_view
+
+if TYPE_CHECKING:  # an API-only replica never imports torch and diffusers (seconds of start-up)
+    from ..engine.kontext import KontextEngine
 
 log = logging.getLogger(__name__)
 

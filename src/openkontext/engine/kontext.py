@@ -25,6 +25,7 @@ from .acceleration.runtime import AccelerationRuntime
 from .adapters import AdapterChoice, AdapterError
 from .buckets import nearest_bucket
 from .conditioning import GLYPH_INDEX, glyph_strip_size, render_glyphs
+from .errors import EditCancelled
 from .images import fit_to_bucket
 from .lora import AdapterGate, adapts_text_encoder
 from .model_info import MAX_REFERENCES, ModelInfo
@@ -39,8 +40,6 @@ NATIVE_AREA_FACTOR = 2.1
 StepCallback = Callable[[int, int, Callable[[], bytes]], bool | None]
 
 
-class EditCancelled(Exception):
-    """The step callback asked the run to stop."""
 
 
 class MultiReferenceKontextPipeline(FluxKontextPipeline):

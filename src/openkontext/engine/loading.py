@@ -22,7 +22,7 @@ from .adapters import Adapter
 from .configs import CONFIGS, build_pipeline
 from .kontext import KontextEngine
 from .lora import load_adapters
-from .model_info import ModelInfo, config_info, folder_info, read_card
+from .model_info import DEFAULT_MODEL_DIR, ModelInfo, config_info, folder_info, placeholder_name
 from .tiny_autoencoder import TinyAutoencoder
 
 # diffusers loads a component class that model_index.json names from a module only if that module is already
@@ -43,7 +43,6 @@ logging.getLogger("diffusers.pipelines.pipeline_utils").addFilter(_ExpectedLocal
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 PLACEHOLDER_CONFIG = "small"
 
 
@@ -109,24 +108,8 @@ def _place(pipeline, device: torch.device, acceleration: AccelerationOptions | N
     return pipeline, pipeline.openkontext_acceleration
 
 
-def model_label(model: str) -> tuple[str, bool]:
-    """The name and placeholder flag that ``load_engine(model)`` reports, read from the model folder's card without
-    loading weights: what an API-only replica (``--workers 0``) says its workers serve."""
-    if model == "default" and (DEFAULT_MODEL_DIR / "model_index.json").exists():
-        folder = DEFAULT_MODEL_DIR
-    elif model in ("default", "random", *CONFIGS):
-        return _placeholder_name("random" if model == "default" else model), True
-    else:
-        folder = Path(model).expanduser()
-    return read_card(folder).get("name", folder.name), False
-
-
-def _placeholder_name(model: str) -> str:
-    return f"random-{model}" if model != "random" else "random-placeholder"
-
-
 def _placeholder(config, name: str, dtype: torch.dtype) -> tuple[FluxKontextPipeline, ModelInfo]:
-    info = config_info(config, name=_placeholder_name(name),
+    info = config_info(config, name=placeholder_name(name),
                        description="randomly initialised Kontext model (no trained weights): outputs are noise-like, "
                        "not edits", placeholder=True)  # fmt: skip
     return build_pipeline(config, seed=0, dtype=dtype), info

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .buckets import FLUX_KONTEXT_BUCKETS, make_buckets
+from .configs import CONFIGS
 from .conditioning import text_length
 
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"  # the shipped model
 MAX_REFERENCES = 4  # context images per edit: the image to edit and three more, at RoPE indices 1-4
 MODEL_CARD_FILE = "openkontext.json"  # our metadata beside model_index.json: native side, text length, name
 FLUX_TEXT_WIDTH = 4096  # FLUX.1's transformer takes T5-XXL's 4096-wide tokens (joint_attention_dim); ours are narrower
@@ -86,3 +88,20 @@ def config_info(config, *, name: str, description: str, placeholder: bool) -> Mo
             "prompt_sized_text": config.prompt_sized_text}  # fmt: skip
     return model_info(card, name=name, description=description, transformer=config.transformer,
                       native_side=config.native_side, placeholder=placeholder)  # fmt: skip
+
+
+def model_label(model: str) -> tuple[str, bool]:
+    """The name and placeholder flag that ``load_engine(model)`` reports, read from the model folder's card without
+    loading weights: what an API-only replica (``--workers 0``) says its workers serve."""
+    if model == "default" and (DEFAULT_MODEL_DIR / "model_index.json").exists():
+        folder = DEFAULT_MODEL_DIR
+    elif model in ("default", "random", *CONFIGS):
+        return placeholder_name("random" if model == "default" else model), True
+    else:
+        folder = Path(model).expanduser()
+    return read_card(folder).get("name", folder.name), False
+
+
+def placeholder_name(model: str) -> str:
+    """The name of a randomly initialised model: 'random' or a named configuration ('tiny' …)."""
+    return f"random-{model}" if model != "random" else "random-placeholder"

@@ -22,10 +22,11 @@ import socket
 import threading
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from ..engine.adapters import AdapterError
 from ..engine.images import decode_image, encode_image
-from ..engine.kontext import EditCancelled, KontextEngine
+from ..engine.errors import EditCancelled
 from ..metrics import Metrics
 from ..safety.moderation import Moderator
 from ..statuses import JobStatus
@@ -33,6 +34,9 @@ from ..storage import Storage
 from .faults import FaultLog, backoff_s, environment_error
 from .keys import job_folder, preview_key, result_key
 from .store import Job, JobStore, RunState, WorkerReport
+
+if TYPE_CHECKING:  # imported where an engine is loaded: an API-only replica's pool never needs torch
+    from ..engine.kontext import KontextEngine
 
 log = logging.getLogger(__name__)
 
