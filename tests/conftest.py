@@ -86,6 +86,25 @@ class ServerProcess:
         return httpx.Client(base_url=self.url, headers={"x-key": key} if key else {}, timeout=30)
 
 
+class Worker(ServerProcess):
+    """``openkontext worker`` (no HTTP API) with its ``/metrics`` on this object's port: that answers once the model is
+    loaded and the worker threads run."""
+
+    ready_path = "/metrics"
+
+    def __init__(self, data_dir: Path, **settings):
+        super().__init__(data_dir, **settings)
+        self.command = [sys.executable, "-m", "openkontext.cli", "worker", "--metrics-port", str(self.port)]
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
+
+
 @pytest.fixture
 def start_server(tmp_path):
     """Factory: ``start_server(**settings)`` starts a server; all are stopped after the test."""

@@ -13,9 +13,7 @@ import io
 import itertools
 import os
 import secrets
-import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -33,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.test_doc_flows import DOC_CURL_POLL, DOC_CURL_SUBMIT  # the doc's snippets, kept verbatim in one place
 from api.test_webhooks import Receiver
-from conftest import KEY_A, KEY_B, ServerProcess, b64, image_bytes, wait_for
+from conftest import KEY_A, KEY_B, ServerProcess, Worker, b64, image_bytes, wait_for
 from openkontext.client import verify_webhook
 from openkontext.engine.buckets import make_buckets, nearest_bucket
 from postgres import PostgresServer, postgres  # noqa: F401  (the session's PostgreSQL server, a fixture)
@@ -48,24 +46,6 @@ INPUT = b64(image_bytes(INPUT_SIZE, fmt="JPEG"))
 TINY_SIDE = 64  # the tiny test model's native side: results come out in its buckets
 EXPECTED_SIZE = nearest_bucket(*INPUT_SIZE, make_buckets(TINY_SIDE))
 ENDED = ("Ready", "Error", "Cancelled", "Request Moderated", "Content Moderated")
-
-
-class Worker(ServerProcess):
-    """``openkontext worker`` (no HTTP API) with its ``/metrics`` on this object's port: that answers once the model is
-    loaded and the worker threads run."""
-
-    ready_path = "/metrics"
-
-    def __init__(self, data_dir: Path, **settings):
-        super().__init__(data_dir, **settings)
-        self.command = [sys.executable, "-m", "openkontext.cli", "worker", "--metrics-port", str(self.port)]
-
-    def pause(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
 
 
 @dataclass
