@@ -89,6 +89,7 @@ class WorkerPool:
         self._no_claims = threading.Event()  # set by drain(): running jobs go on, no new ones start
         self._wake = threading.Condition()
         self._held: set[str] = set()
+        self._claiming = 0  # worker threads inside a claim: what it returns is held before drain() may end
         self._held_lock = threading.Lock()
         self._running: list[threading.Thread] = []
         self._workers: list[tuple[threading.Thread, FaultLog]] = []
@@ -130,11 +131,16 @@ class WorkerPool:
         self._no_claims.set()
         self.wake()
         deadline = time.monotonic() + timeout
-        while self.held() and time.monotonic() < deadline:
+        while self._busy() and time.monotonic() < deadline:
             time.sleep(0.1)
-        drained = not self.held()
+        drained = not self._busy()
         self.stop(timeout=max(1.0, deadline - time.monotonic()))
         return drained
+
+    def _busy(self) -> bool:
+        """Running a job, or claiming one (a claim that began before drain() returns a job to run, not to drop)."""
+        with self._held_lock:
+            return bool(self._held) or self._claiming > 0
 
     def held(self) -> set[str]:
         with self._held_lock:
@@ -179,21 +185,31 @@ class WorkerPool:
 
     def _work(self, faults: FaultLog) -> None:
         while not self._stop.is_set():
-            if self._no_claims.is_set():
+            with self._held_lock:  # checked and counted together: drain() waits for any claim begun before it
+                claiming = not self._no_claims.is_set()
+                if claiming:
+                    self._claiming += 1
+            if not claiming:
                 self._stop.wait(IDLE_POLL_S)
                 continue
+            job = error = None
             try:
                 job = self.store.claim(self.id, self.lease_s, self.max_attempts, skip=self.held())
             except Exception as exc:
-                self._stop.wait(backoff_s(faults.failed("claiming a job", exc)))
+                error = exc
+            finally:
+                with self._held_lock:
+                    self._claiming -= 1
+                    if job is not None:
+                        self._held.add(job.id)
+            if error is not None:
+                self._stop.wait(backoff_s(faults.failed("claiming a job", error)))
                 continue
             faults.succeeded()
             if job is None:
                 with self._wake:
                     self._wake.wait(IDLE_POLL_S)
                 continue
-            with self._held_lock:
-                self._held.add(job.id)
             if job.taken_from:
                 log.info("job %s: taken over from %s, whose lease lapsed", job.id, job.taken_from)
                 with self._held_lock:
