@@ -26,6 +26,7 @@ from dataclasses import dataclass
 NAMESPACE = "openkontext"
 ACTOR_PREFIX = "openkontext-worker-"
 READY_TIMEOUT_S = 600.0  # loading and compiling a FLUX.1-sized model on a cold node takes minutes
+REMOVE_TIMEOUT_S = 60.0  # from ray.kill to the actor's name being free
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +125,25 @@ def scale(size: int, *, env: Mapping[str, str], gpus: float, cpus: float, drain_
     return status()
 
 
+def _lookup(names: list[str]) -> list[tuple[str, object]]:
+    """The handles of the named actors that still exist: one listed a moment ago may have died since (an actor whose
+    restart failed, or one another command just removed)."""
+    import ray
+
+    found = []
+    for name in names:
+        try:
+            found.append((name, ray.get_actor(name, namespace=NAMESPACE)))
+        except ValueError:
+            log.warning("%s: no longer exists", name)
+    return found
+
+
 def _remove(names: list[str], drain_timeout_s: float) -> None:
     import ray
 
-    actors = [ray.get_actor(name) for name in names]
+    found = _lookup(names)
+    names, actors = [name for name, _ in found], [actor for _, actor in found]
     drains = [actor.drain.remote(drain_timeout_s) for actor in actors]
     for name, actor, drain in zip(names, actors, drains):
         try:
@@ -138,14 +154,17 @@ def _remove(names: list[str], drain_timeout_s: float) -> None:
         except Exception as exc:  # dead or restarting: its jobs run again from their leases
             log.warning("%s: could not drain (%s); its jobs run again from their leases", name, _reason(exc))
         ray.kill(actor, no_restart=True)
+    # ray.kill returns before the actor is gone: wait until its name is free (a status or scale right after this
+    # would list it, and a scale up could not create it again).
+    deadline = time.monotonic() + REMOVE_TIMEOUT_S
+    while set(names) & set(actor_names()) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def status(timeout_s: float = 5.0) -> list[ActorState]:
     import ray
 
-    names = actor_names()
-    actors = [ray.get_actor(name) for name in names]
-    pending = {name: actor.report.remote() for name, actor in zip(names, actors)}
+    pending = {name: actor.report.remote() for name, actor in _lookup(actor_names())}
     deadline = time.monotonic() + timeout_s
     states = []
     for name, ref in pending.items():

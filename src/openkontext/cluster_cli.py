@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,9 +21,18 @@ DrainOpt = Annotated[float, typer.Option(min=0, help="Seconds a removed worker's
                                                       "(then they are handed back to the queue).")]  # fmt: skip
 
 
+_output = None  # this command's own stdout, once Ray's driver is running (see _connect)
+
+
 def _connect(address: str) -> None:
+    """Join the cluster. From here on ``sys.stdout`` is stderr: Ray's driver prints the cluster's events (a node
+    marked dead, an actor restarting …) to ``sys.stdout`` from a thread of its own, which would mix them into the
+    table or the JSON that scripts read; the command's output goes to ``_stdout()``."""
+    global _output
     from . import cluster
 
+    if _output is None:
+        _output, sys.stdout = sys.stdout, sys.stderr
     try:
         cluster.connect(address)
     except ConnectionError as exc:
@@ -75,12 +86,21 @@ def scale(
 
 
 @app.command()
-def status(address: AddressOpt = "auto") -> None:
+def status(
+    address: AddressOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON (with each actor's node id and "
+                                                         "pid) instead of the table.")] = False,
+) -> None:
     """The pool's workers: node, jobs running now, finished and taken over since the worker (re)started."""
     from . import cluster
 
     _connect(address)
-    _print(cluster.status())
+    states = cluster.status()
+    if as_json:  # one object per actor; "report" is null while it loads its model or is being restarted
+        print(json.dumps([{"actor": state.name, "report": state.report} for state in states], indent=2),
+              file=_stdout(), flush=True)  # fmt: skip
+    else:
+        _print(states)
 
 
 @app.command()
@@ -102,4 +122,8 @@ def _print(states) -> None:
             report = state.report
             table.add_row(state.name, report["id"], report["node"][:12], str(report["running"]),
                           str(report["finished"]), str(report["takeovers"]))  # fmt: skip
-    Console(width=160).print(table)  # stdout, one width whatever the terminal (scripts read it)
+    Console(file=_stdout(), width=160).print(table)  # stdout, one width whatever the terminal (scripts read it)
+
+
+def _stdout():
+    return _output or sys.stdout
