@@ -4,7 +4,9 @@
     python benchmarks/submit_latency.py [--requests 60] [--seconds 8] [--connections 8] [--model default]
 
 Latency: ``--requests`` submits one after another, first with no job running, then while one worker runs
-``--busy-tasks`` queued 50-step edits (the submitted tasks queue behind them, so the engine is busy throughout); p50/p99 and the busy/idle ratio.
+``--busy-tasks`` queued 50-step edits (the submitted tasks queue behind them, so the engine is busy throughout) —
+once with the worker thread inside the API process (``serve``), once with it in its own process (an API-only
+``serve --workers 0`` beside ``openkontext worker`` on the same data dir); p50/p99 and the busy/idle ratios.
 Throughput: ``wrk`` (Debian package ``wrk``) posts the same body from ``--connections`` connections for
 ``--seconds`` to a server without workers (moderation off, then on: prompt blocklist + classifier and the image
 classifier) and to a bare FastAPI app (one process, the same uvicorn settings) whose endpoint takes the same JSON
@@ -31,7 +33,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import KEY_A, ServerProcess, free_port  # noqa: E402  (the test suite's real-server harness)
+from conftest import KEY_A, ServerProcess, Worker, free_port  # noqa: E402  (the test suite's real-server harness)
 
 
 def one_megabyte_png() -> bytes:
@@ -108,6 +110,20 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000
 
 
+def busy_latencies(server: ServerProcess, args, body: dict) -> tuple[list[float], bool]:
+    """Submit latencies while a worker (of this server, or a worker process on its data dir) runs long edits; and
+    whether it still ran them at the end."""
+    with server.client() as client:
+        long_tasks = [client.post("/v1/flux-kontext-pro", json={**body, "steps": 50}).json()["id"]
+                      for _ in range(args.busy_tasks)]  # fmt: skip
+        while client.get("/v1/get_result", params={"id": long_tasks[0]}).json().get("progress", 0) == 0:
+            time.sleep(0.05)
+        latencies(client, 5, body)
+        seconds = latencies(client, args.requests, body)
+        still_busy = client.get("/v1/get_result", params={"id": long_tasks[-1]}).json()["status"] == "Pending"
+    return seconds, still_busy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=60)
@@ -143,14 +159,12 @@ def main() -> None:
                 latencies(client, 5, body)  # first requests warm the process up
                 idle_seconds = latencies(client, args.requests, body)
             busy = start("busy", workers=1)
-            with busy.client() as client:
-                long_tasks = [client.post("/v1/flux-kontext-pro", json={**body, "steps": 50}).json()["id"]
-                              for _ in range(args.busy_tasks)]  # fmt: skip
-                while client.get("/v1/get_result", params={"id": long_tasks[0]}).json().get("progress", 0) == 0:
-                    time.sleep(0.05)
-                latencies(client, 5, body)
-                busy_seconds = latencies(client, args.requests, body)
-                still_busy = client.get("/v1/get_result", params={"id": long_tasks[-1]}).json()["status"] == "Pending"
+            busy_seconds, still_busy = busy_latencies(busy, args, body)
+            busy.stop()
+            split = start("split", workers=0)
+            servers.append(Worker(folder / "split", **{**common, "workers": 1}).start())
+            split_seconds, split_busy = busy_latencies(split, args, body)
+            still_busy = still_busy and split_busy
             for server in servers:
                 server.stop()
             bare, bare_url = start_bare()
@@ -173,11 +187,14 @@ def main() -> None:
     print(f"model {args.model}; body {len(text) / 1e6:.2f} MB (a {len(png) / 1e6:.2f} MB PNG, base64)")
     if not still_busy:
         print("warning: the long edit ended before the busy measurement did")
-    for name, values in (("idle", idle_seconds), ("busy", busy_seconds)):
-        print(f"submit latency {name}: p50 {percentile(values, 50):6.1f} ms   p99 {percentile(values, 99):6.1f} ms"
+    measured = (("idle", idle_seconds), ("busy, worker thread in the API process", busy_seconds),
+                ("busy, worker in its own process", split_seconds))  # fmt: skip
+    for name, values in measured:
+        print(f"submit latency {name:38s}: p50 {percentile(values, 50):6.1f} ms   p99 {percentile(values, 99):6.1f} ms"
               f"   ({len(values)} submits)")  # fmt: skip
-    print(f"busy/idle: p50 {statistics.median(busy_seconds) / statistics.median(idle_seconds):.2f}x   "
-          f"p99 {percentile(busy_seconds, 99) / percentile(idle_seconds, 99):.2f}x")  # fmt: skip
+    for name, values in measured[1:]:
+        print(f"{name} / idle: p50 {statistics.median(values) / statistics.median(idle_seconds):.2f}x   "
+              f"p99 {percentile(values, 99) / percentile(idle_seconds, 99):.2f}x")  # fmt: skip
     reference = (rates["bare FastAPI POST (before)"] + rates["bare FastAPI POST (after)"]) / 2
     print(f"sustained, wrk -t2 -c{args.connections} -d{args.seconds:g}s:")
     for name, rate in rates.items():
