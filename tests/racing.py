@@ -23,3 +23,17 @@ def race(count: int, work) -> list:
     for thread in threads:
         thread.join(60)
     return results
+
+
+def race_stores(store, count: int, work) -> list:
+    """``race`` with ``work(replica, index)`` on ``count`` JobStores of their own on ``store``'s database (connections
+    apart, like replicas or workers in separate processes), closed afterwards."""
+    from openkontext.jobs.store import JobStore
+
+    url = store.db.url.render_as_string(hide_password=False)
+    replicas = [JobStore(url) for _ in range(count)]
+    try:
+        return race(count, lambda index: work(replicas[index], index))
+    finally:
+        for replica in replicas:
+            replica.close()

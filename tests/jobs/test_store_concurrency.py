@@ -7,7 +7,7 @@ import pytest
 
 from openkontext.jobs.spec import JobSpec
 from openkontext.jobs.store import IdempotencyConflict, JobStore, TooManyActive
-from racing import race
+from racing import race_stores
 
 SPEC = JobSpec("x", seed=1, steps=2, guidance=2.5, safety_tolerance=2, output_format="jpeg")
 
@@ -15,40 +15,26 @@ SPEC = JobSpec("x", seed=1, steps=2, guidance=2.5, safety_tolerance=2, output_fo
 def test_concurrent_workers_claim_every_job_exactly_once(store):
     for index in range(40):
         store.create(job_id=f"job-{index:02d}", owner="key-a", route="r", spec=SPEC, input_keys=[], retention_s=3600)
-    url = store.db.url.render_as_string(hide_password=False)
-    workers = [JobStore(url) for _ in range(6)]
-
-    def drain(index: int) -> list[str]:
+    def drain(worker: JobStore, index: int) -> list[str]:
         claimed = []
-        while (job := workers[index].claim(f"worker-{index}", lease_s=60, max_attempts=3)) is not None:
+        while (job := worker.claim(f"worker-{index}", lease_s=60, max_attempts=3)) is not None:
             claimed.append(job.id)
         return claimed
 
-    try:
-        results = race(len(workers), drain)
-    finally:
-        for worker in workers:
-            worker.close()
+    results = race_stores(store, 6, drain)
     claimed = [job_id for result in results for job_id in result]
     assert sorted(claimed) == [f"job-{index:02d}" for index in range(40)]  # all of them, none twice
 
 
 def test_an_idempotency_key_racing_across_replicas_creates_one_task(store):
-    url = store.db.url.render_as_string(hide_password=False)
-    replicas = [JobStore(url) for _ in range(6)]
+    def submit(replica: JobStore, index: int):
+        return replica.create(job_id=f"attempt-{index}", owner="key-a", route="r", spec=SPEC, input_keys=[],
+                              retention_s=3600, idempotency=("retry-1", "hash-1"))  # fmt: skip
 
-    def submit(index: int):
-        return replicas[index].create(job_id=f"attempt-{index}", owner="key-a", route="r", spec=SPEC, input_keys=[],
-                                      retention_s=3600, idempotency=("retry-1", "hash-1"))  # fmt: skip
-
-    try:
-        results = race(len(replicas), submit)
-    finally:
-        for replica in replicas:
-            replica.close()
+    results = race_stores(store, 6, submit)
     created = [result for result in results if not isinstance(result, Exception)]
     conflicts = [result for result in results if isinstance(result, IdempotencyConflict)]
-    assert len(created) == 1 and len(conflicts) == len(replicas) - 1, results
+    assert len(created) == 1 and len(conflicts) == len(results) - 1, results
     assert {conflict.job_id for conflict in conflicts} == {created[0].id}
     assert store.find_idempotent("key-a", "retry-1") == (created[0].id, "hash-1")
     with pytest.raises(IdempotencyConflict):  # and a late retry too
@@ -59,18 +45,11 @@ def test_an_idempotency_key_racing_across_replicas_creates_one_task(store):
 def test_replicas_racing_for_the_last_active_slots_never_exceed_the_limit(store):
     store.create(job_id="running", owner="key-a", route="r", spec=SPEC, input_keys=[], retention_s=3600)
     store.claim("worker", lease_s=60, max_attempts=3)  # running jobs count too
-    url = store.db.url.render_as_string(hide_password=False)
-    replicas = [JobStore(url) for _ in range(8)]
+    def submit(replica: JobStore, index: int):
+        return replica.create(job_id=f"job-{index}", owner="key-a", route="r", spec=SPEC, input_keys=[],
+                              retention_s=3600, max_active=3)  # fmt: skip
 
-    def submit(index: int):
-        return replicas[index].create(job_id=f"job-{index}", owner="key-a", route="r", spec=SPEC, input_keys=[],
-                                      retention_s=3600, max_active=3)  # fmt: skip
-
-    try:
-        results = race(len(replicas), submit)
-    finally:
-        for replica in replicas:
-            replica.close()
+    results = race_stores(store, 8, submit)
     created = [result for result in results if not isinstance(result, Exception)]
     refused = [result for result in results if isinstance(result, TooManyActive)]
     assert (len(created), len(refused)) == (2, 6), results  # 1 running + 2 queued = the limit of 3

@@ -8,8 +8,8 @@ import time
 from openkontext.jobs.spec import JobSpec
 from sqlalchemy import func, select
 
-from openkontext.jobs.store import JobStore, WebhookEventRow, WorkerReport
-from racing import race
+from openkontext.jobs.store import WebhookEventRow, WorkerReport
+from racing import race_stores
 
 SPEC = JobSpec("x", seed=1, steps=2, guidance=2.5, safety_tolerance=2, output_format="jpeg")
 
@@ -51,7 +51,6 @@ def test_a_claim_names_the_worker_whose_lapsed_lease_it_took_over(store):
 
 
 def test_janitors_of_several_processes_purge_and_fail_each_job_once(store):
-    url = store.db.url.render_as_string(hide_password=False)
     for index in range(30):
         store.create(job_id=f"crash-{index:02d}", owner="k", route="r", spec=SPEC, input_keys=[], retention_s=3600,
                      webhook_url="https://example.com/hook", webhook_secret="s")  # fmt: skip
@@ -59,13 +58,8 @@ def test_janitors_of_several_processes_purge_and_fail_each_job_once(store):
     for index in range(30):
         store.create(job_id=f"old-{index:02d}", owner="k", route="r", spec=SPEC, input_keys=[], retention_s=0.01)
     time.sleep(0.05)
-    janitors = [JobStore(url) for _ in range(4)]
-    try:
-        purged = race(len(janitors), lambda index: [job.id for job in janitors[index].purge_expired()])
-        failed = race(len(janitors), lambda index: janitors[index].fail_exhausted(max_attempts=1))
-    finally:
-        for janitor in janitors:
-            janitor.close()
+    purged = race_stores(store, 4, lambda janitor, _: [job.id for job in janitor.purge_expired()])
+    failed = race_stores(store, 4, lambda janitor, _: janitor.fail_exhausted(max_attempts=1))
 
     for outcome in purged + failed:
         assert isinstance(outcome, list), outcome  # no janitor tripped over another's rows
