@@ -137,10 +137,6 @@ class WorkerProcess:
         log.info("worker %s: %d thread(s) on %s, model %s", self.id, self.settings.workers, self.engine.device,
                  self.engine.info.name)  # fmt: skip
 
-    @property
-    def metrics_port(self) -> int | None:
-        return self._metrics_server.server_port if self._metrics_server else None
-
     def drain(self, timeout: float) -> bool:
         """Stop claiming, let running jobs end (up to ``timeout``, then hand them back), and close."""
         drained = self.pool.drain(timeout)
