@@ -25,6 +25,8 @@ def check_key(key: str) -> str:
 
 
 class Storage(Protocol):
+    reads_locally: bool  # a read is a local file read (no network): cheap enough to run on an event loop
+
     def put(self, key: str, data: bytes) -> None:
         """Store a whole blob; readers see all of it or none of it."""
 
@@ -43,6 +45,8 @@ class Storage(Protocol):
 class LocalStorage:
     """Folders are created 0700 and files 0600, whatever the umask: results are private until a signed URL serves
     them."""
+
+    reads_locally = True
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -99,6 +103,8 @@ class S3Storage:
     Credentials and region come from boto3's usual sources (environment, ~/.aws, instance roles); ``endpoint_url``
     points at a store other than AWS. A PUT is atomic: readers see the old blob or the new one, never part of one.
     """
+
+    reads_locally = False
 
     def __init__(self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None, region: str | None = None,
                  client=None):  # fmt: skip

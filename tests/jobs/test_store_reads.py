@@ -1,4 +1,5 @@
-"""The store's read paths that polls and task lists take: ended jobs from memory, queue positions in bulk."""
+"""The store's read paths that polls and task lists take: ended jobs from memory, queue positions in bulk, a poll's
+one-statement read."""
 
 from __future__ import annotations
 
@@ -61,3 +62,20 @@ def test_queue_positions_in_bulk_equal_counting_one_by_one(store):
     page = rng.sample(jobs, 20)
     assert store.queue_positions(page) == {job.id: expected[job.id] for job in page if job.id in expected}
     assert store.queue_positions([]) == {}
+
+    for job in jobs:  # a poll's one statement gives the same job and position as get and queue_positions
+        assert store.poll(job.id, job.owner) == (job, expected.get(job.id))
+    other = {"key-a": "key-b", "key-b": "key-a"}
+    assert store.poll("job-00", other[jobs[0].owner]) == (None, None)  # someone else's job: not found
+    assert store.poll("nope") == (None, None)
+
+
+def test_a_poll_of_an_ended_job_caches_it_and_never_reports_a_position(store):
+    create(store, "a")
+    create(store, "b")
+    assert store.poll("b", "key-a") == (store.get("b"), 2)
+    store.cancel("a", "key-a")
+    assert store.poll("b", "key-a")[1] == 1  # the job ahead left the queue
+    job, position = store.poll("a", "key-a")
+    assert job.status == JobStatus.CANCELLED and position is None
+    assert store.get_ended("a", "key-a") == job

@@ -59,6 +59,11 @@ class Service:
     webhooks: WebhookSender
     metrics: Metrics
 
+    @property
+    def reads_locally(self) -> bool:
+        """A task's state is read from local files only (a SQLite store, results on this disk)."""
+        return self.store.reads_locally and self.storage.reads_locally
+
 
 def build_service(
     settings: Settings,

@@ -32,6 +32,8 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -43,7 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, Row, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, sessionmaker
 
 from ..statuses import JobStatus
 from . import schema
@@ -235,6 +237,21 @@ class Job:
         )  # fmt: skip
 
 
+def _poll_statement():
+    """The job row and, when it is queued, how many queued jobs were created before it (the position, less one).
+    Built once: polls are most of a server's requests, and a prebuilt statement skips SQLAlchemy's per-call
+    construction (~70 µs for the whole read on SQLite against ~440 µs for a get and a queue_positions)."""
+    ahead = aliased(JobRow)
+    waiting = JobStatus.QUEUED.value
+    queued_ahead = (select(func.count()).select_from(ahead)
+                    .where(ahead.status == waiting, ahead.created_at < JobRow.created_at).scalar_subquery())  # fmt: skip
+    return select(JobRow.__table__, case((JobRow.status == waiting, queued_ahead)).label("queued_ahead")).where(
+        JobRow.id == bindparam("job_id"))
+
+
+_POLL = _poll_statement()
+
+
 class EndedJobs:
     """The jobs this process has seen ended, by id, most recent last (at most ``capacity``).
 
@@ -344,6 +361,13 @@ class JobStore:
             raise SchemaMismatch(problem)
         self._session = sessionmaker(self.db, expire_on_commit=False)
         self._ended = EndedJobs()
+        # A read is a call into the SQLite library on a local file, with no network round trip. In WAL mode readers
+        # never wait for writers (only for a crashed writer's recovery), so such a read may run on an event loop.
+        self.reads_locally = self.db.dialect.name == "sqlite"
+        # Reads of the request path (polls, task lists) run outside a transaction on PostgreSQL: that spares the
+        # BEGIN and ROLLBACK round trips around each (~950 -> ~460 µs a poll). SQLite begins no transaction for a
+        # read anyway, and switching its mode per connection costs more than it saves.
+        self._reads = self.db if self.reads_locally else self.db.execution_options(isolation_level="AUTOCOMMIT")
 
     def close(self) -> None:
         self.db.dispose()
@@ -444,7 +468,7 @@ class JobStore:
             return job
         # Polls land here: a plain SELECT on a pooled connection (no ORM session, identity map or row objects) is
         # ~5x cheaper than session.get.
-        with self.db.connect() as connection:
+        with self._reads.connect() as connection:
             row = connection.execute(select(JobRow.__table__).where(JobRow.id == job_id)).first()
         if row is None or row.expires_at <= time.time() or (owner is not None and row.owner != owner):
             return None
@@ -452,6 +476,21 @@ class JobStore:
         if job.status.terminal:
             self._ended.add(job)
         return job
+
+    @retried
+    def poll(self, job_id: str, owner: str | None = None) -> tuple[Job | None, int | None]:
+        """A poll's whole read: ``get``, plus the queue position when the job is queued, in one statement."""
+        job = self._ended.get(job_id, owner)
+        if job is not None:
+            return job, None
+        with self._reads.connect() as connection:
+            row = connection.execute(_POLL, {"job_id": job_id}).first()
+        if row is None or row.expires_at <= time.time() or (owner is not None and row.owner != owner):
+            return None, None
+        job = Job.from_row(row)
+        if job.status.terminal:
+            self._ended.add(job)
+        return job, row.queued_ahead + 1 if job.status == JobStatus.QUEUED else None
 
     @retried
     def queue_positions(self, jobs: Iterable[Job]) -> dict[str, int]:
@@ -462,7 +501,7 @@ class JobStore:
             return {}
         first, last = min(job.created_at for job in queued), max(job.created_at for job in queued)
         waiting = JobRow.status == JobStatus.QUEUED.value
-        with self.db.connect() as connection:
+        with self._reads.connect() as connection:
             before = connection.scalar(select(func.count()).where(waiting, JobRow.created_at < first))
             between = connection.scalars(select(JobRow.created_at).where(waiting, JobRow.created_at >= first,
                                          JobRow.created_at <= last).order_by(JobRow.created_at)).all()  # fmt: skip
@@ -473,14 +512,14 @@ class JobStore:
         """The owner's unexpired jobs, newest first by (created_at, id) — a total order, so pages neither skip nor
         repeat jobs created at the same instant. ``before`` is the (created_at, id) of the previous page's last job;
         ix_jobs_owner_created serves the page in order, without a sort or a scan of the owner's other jobs."""
-        with self._session() as session:
-            query = select(JobRow).where(JobRow.owner == owner, JobRow.expires_at > time.time())
-            if before is not None:
-                created_at, job_id = before
-                query = query.where(JobRow.created_at <= created_at,  # the index range; then the tie-break
-                                    or_(JobRow.created_at < created_at, JobRow.id < job_id))  # fmt: skip
-            rows = session.scalars(query.order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit)).all()
-            return [Job.from_row(row) for row in rows]
+        query = select(JobRow.__table__).where(JobRow.owner == owner, JobRow.expires_at > time.time())
+        if before is not None:
+            created_at, job_id = before
+            query = query.where(JobRow.created_at <= created_at,  # the index range; then the tie-break
+                                or_(JobRow.created_at < created_at, JobRow.id < job_id))  # fmt: skip
+        with self._reads.connect() as connection:
+            rows = connection.execute(query.order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit)).all()
+        return [Job.from_row(row) for row in rows]
 
     @retried
     def cancel(self, job_id: str, owner: str) -> Job | None:
