@@ -5,7 +5,8 @@
 
 Latency: ``--requests`` submits one after another, first with no job running, then while one worker runs
 ``--busy-tasks`` queued 50-step edits (the submitted tasks queue behind them, so the engine is busy throughout) —
-once with the worker thread inside the API process (``serve``), once with it in its own process (an API-only
+with the worker thread inside the API process (``serve``), the same with ``OPENKONTEXT_WORKER_NICE=10`` (the
+engine's threads at a lower priority than the API's), and with the worker in its own process (an API-only
 ``serve --workers 0`` beside ``openkontext worker`` on the same data dir); p50/p99 and the busy/idle ratios.
 Throughput: ``wrk`` (Debian package ``wrk``) posts the same body from ``--connections`` connections for
 ``--seconds`` to a server without workers (moderation off, then on: prompt blocklist + classifier and the image
@@ -45,6 +46,9 @@ def one_megabyte_png() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+NICE = 10  # OPENKONTEXT_WORKER_NICE of the third busy case
 
 
 class BareEdit(BaseModel):
@@ -161,6 +165,10 @@ def main() -> None:
             busy = start("busy", workers=1)
             busy_seconds, still_busy = busy_latencies(busy, args, body)
             busy.stop()
+            niced = start("niced", workers=1, worker_nice=NICE)
+            niced_seconds, niced_busy = busy_latencies(niced, args, body)
+            still_busy = still_busy and niced_busy
+            niced.stop()
             split = start("split", workers=0)
             servers.append(Worker(folder / "split", **{**common, "workers": 1}).start())
             split_seconds, split_busy = busy_latencies(split, args, body)
@@ -188,6 +196,7 @@ def main() -> None:
     if not still_busy:
         print("warning: the long edit ended before the busy measurement did")
     measured = (("idle", idle_seconds), ("busy, worker thread in the API process", busy_seconds),
+                (f"busy, the same with worker_nice={NICE}", niced_seconds),
                 ("busy, worker in its own process", split_seconds))  # fmt: skip
     for name, values in measured:
         print(f"submit latency {name:38s}: p50 {percentile(values, 50):6.1f} ms   p99 {percentile(values, 99):6.1f} ms"

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="TCP port of the server.")
     workers: int = Field(1, ge=0, description="Engine worker threads in the process (serve: 0 makes an API-only "
                          "replica that does not load the model; worker processes and Ray actors run them).")
+    worker_nice: int = Field(0, ge=0, le=19, description="Niceness added to the worker threads that run edits "
+                             "(Linux; threads the engine starts inherit it): where the API and the engine share "
+                             "cores, the API's requests get the CPU first. 0: equal priority.")
     header_timeout_s: float = Field(
         10.0, gt=0, description="Time a client has to send a request's headers (from its first byte, or from "
         "connecting); the connection is closed beyond it.",

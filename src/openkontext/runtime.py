@@ -97,7 +97,8 @@ def worker_pool(settings: Settings, store: JobStore, storage: Storage, engine: K
                 moderator: Moderator, metrics: Metrics, *, role: str) -> WorkerPool:  # fmt: skip
     return WorkerPool(store, storage, engine, moderator, threads=settings.workers, role=role, lease_s=settings.lease_s,
                       max_attempts=settings.max_attempts, metrics=metrics, purge_interval_s=settings.purge_interval_s,
-                      previews=settings.previews, max_image_pixels=settings.max_image_pixels)  # fmt: skip
+                      previews=settings.previews, max_image_pixels=settings.max_image_pixels,
+                      nice=settings.worker_nice)  # fmt: skip
 
 
 class WorkerProcess:

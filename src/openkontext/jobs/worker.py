@@ -46,6 +46,15 @@ PREVIEW_MIN_INTERVAL_S = 1.0
 IDLE_POLL_S = 1.0
 
 
+def lower_priority(nice: int) -> None:
+    """Add ``nice`` to this thread's niceness. On Linux niceness is per thread and a thread's new threads inherit it,
+    so the engine's compute threads that this thread starts (OpenMP keeps one team per thread that starts parallel
+    work) run at the lower priority too, while the API's threads keep theirs."""
+    if nice and hasattr(os, "setpriority"):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+
+
 class ShuttingDown(Exception):
     """The pool stopped while a write was being retried."""
 
@@ -66,6 +75,7 @@ class WorkerPool:
         max_image_pixels: int,
         purge_interval_s: float = 60.0,
         previews: bool = True,
+        nice: int = 0,
     ):
         self.store = store
         self.storage = storage
@@ -77,6 +87,7 @@ class WorkerPool:
         self.max_image_pixels = max_image_pixels  # the submit's limit, applied again to what storage gives back
         self.metrics = metrics
         self.previews = previews
+        self.nice = nice  # added to each worker thread's niceness (the heartbeat and janitor keep the process's)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.role = role  # serve (threads of the API process), worker (openkontext worker), ray (a Ray actor)
         if threads and engine is None:
@@ -176,6 +187,8 @@ class WorkerPool:
 
     def _supervise(self, role: str, loop, faults: FaultLog) -> None:
         """Run ``loop`` until the pool stops; if it raises (a bug), log it, count a restart and run it again."""
+        if role == "work":
+            lower_priority(self.nice)  # once per thread, not per restart of the loop
         while not self._stop.is_set():
             try:
                 loop(faults)
