@@ -114,7 +114,8 @@ def test_official_bfl_python_client_works_unchanged(server, tmp_path):
     photo = tmp_path / "photo.png"
     photo.write_bytes(image_bytes((128, 96)))
     client = BFLClient(api_key=KEY_A, base_url=server.url)
-    config = ClientConfig(sync=True, timeout=60, polling_interval=0.2)
+    # The client gives up after max_retries polls whatever its timeout (60 by default: 12 s at this interval)
+    config = ClientConfig(sync=True, timeout=60, polling_interval=0.2, max_retries=300)
     edited = client.generate("flux-kontext-pro", {"prompt": "make it night", "input_image": str(photo),
                                                    "seed": 1, "output_format": "jpeg"}, config)  # fmt: skip
     # In sync mode the client returns get_result's `result` once the status is Ready.

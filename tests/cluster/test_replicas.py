@@ -194,7 +194,8 @@ def test_official_bfl_client_on_one_replica_sees_tasks_of_another(cluster, tmp_p
     photo = tmp_path / "photo.png"
     photo.write_bytes(image_bytes(INPUT_SIZE))
     client = BFLClient(api_key=KEY_A, base_url=b.url)
-    config = ClientConfig(sync=True, timeout=180, polling_interval=0.2)
+    # The client gives up after max_retries polls whatever its timeout (60 by default: 12 s at this interval)
+    config = ClientConfig(sync=True, timeout=180, polling_interval=0.2, max_retries=900)
     edited = client.generate("flux-kontext-pro", {"prompt": "make it night", "input_image": str(photo), "seed": 1,
                                                    "output_format": "jpeg"}, config)  # fmt: skip
     assert edited.result["seed"] == 1 and edited.result["prompt"] == "make it night"
