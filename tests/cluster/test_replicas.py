@@ -374,18 +374,14 @@ def takeovers(replica: ServerProcess) -> float:
     return sum(by_worker_pid(metrics(replica), "openkontext_worker_lease_takeovers_total").values())
 
 
-def holds_a_job(cluster: Cluster, worker: Worker) -> bool:
+def holds_a_job(db: sqlalchemy.Engine, worker: Worker) -> bool:
     """Whether ``worker`` holds a live lease on a running job, read from the store (/metrics lags a heartbeat, and
     a worker that lost its lease reports the job until its next step)."""
-    db = sqlalchemy.create_engine(cluster.database_url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with db.connect() as connection:
-            held = connection.execute(sqlalchemy.text(
-                "SELECT count(*) FROM jobs WHERE status = 'running' AND lease_owner LIKE :owner "
-                "AND lease_expires > :now"), {"owner": f"%:{worker.process.pid}:%", "now": time.time()})  # fmt: skip
-            return held.scalar() > 0
-    finally:
-        db.dispose()
+    with db.connect() as connection:
+        held = connection.execute(sqlalchemy.text(
+            "SELECT count(*) FROM jobs WHERE status = 'running' AND lease_owner LIKE :owner "
+            "AND lease_expires > :now"), {"owner": f"%:{worker.process.pid}:%", "now": time.time()})  # fmt: skip
+        return held.scalar() > 0
 
 
 def test_no_task_is_lost_or_duplicated_through_crashes_and_restarts(cluster):
@@ -417,7 +413,11 @@ def test_no_task_is_lost_or_duplicated_through_crashes_and_restarts(cluster):
         # Meanwhile the survivor may have worked through the queue: two more tasks, so the woken worker has a job to
         # die in whatever happened while it slept (its own job again, if no one took it over).
         tasks += [accepted(replica, steps=40, seed=index, **hooks) for index, replica in zip((10, 11), (a, b))]
-        assert eventually(lambda: holds_a_job(cluster, doomed), timeout=120, interval=0.05), metrics(b)
+        db = sqlalchemy.create_engine(cluster.database_url)  # one engine for the polls below (pooled connection)
+        try:
+            assert eventually(lambda: holds_a_job(db, doomed), timeout=120, interval=0.05), metrics(b)
+        finally:
+            db.dispose()  # before PostgreSQL restarts below
         doomed.kill()  # (b) kill -9 mid-job: its lease lapses and the other worker takes the job over
         cluster.postgres.restart(down_s=2)  # (c) every connection of every process drops
         a.kill()  # (d) an API replica crashes and comes back on the same port
