@@ -182,3 +182,19 @@ def test_sigterm_stops_a_background_run_after_the_step_with_a_checkpoint(tmp_pat
     saved = torch.load(run / "flow.pt", weights_only=False)["step"]
     logged = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert 3 <= saved == max(logged) < 100000
+
+
+def test_a_context_residual_run_starts_as_a_copier_and_exports_its_prediction(tmp_path):
+    from openkontext.engine.loading import load_engine
+
+    cfg = preset("tiny-glyph", model="tiny-residual", **{"flow.steps": 2, "flow.zero_output": True,
+                                                         "flow.sigma_floor": 0.25, "flow.lr": 0.0,
+                                                         "flow.text_lr": 0.0, "flow.warmup": 1})  # fmt: skip
+    records = train_flow(cfg, tmp_path / "run")
+    losses = [r["loss"] for r in records if r["stage"] == "flow-base"]
+    assert len(losses) == 2 and all(0 < loss < 100 for loss in losses)  # sigma near 0 does not blow the loss up
+    folder = export(tmp_path / "run", tmp_path / "model", name="tiny-residual-test")
+    assert json.loads((folder / "openkontext.json").read_text())["prediction"] == "context_residual"
+    engine = load_engine(str(folder), device="cpu")
+    assert engine.info.prediction == "context_residual"
+    assert not engine.pipeline.transformer.proj_out.weight.any()  # a learning rate of 0 kept the zeroed output

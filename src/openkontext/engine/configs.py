@@ -30,6 +30,7 @@ class KontextConfig:
     vae_class: str = "AutoencoderKL"  # or "TinyAutoencoder" (engine/tiny_autoencoder.py, TAEF2's layout)
     glyph_context: bool = False  # see engine/conditioning.py
     prompt_sized_text: bool = False
+    prediction: str = "velocity"  # what the transformer's output means (engine/prediction.py)
 
 
 def tiny_autoencoder_config(scaling_factor: float, shift_factor: float, latent_channels: int = 32,
@@ -139,6 +140,8 @@ def build_pipeline(config: KontextConfig | str, *, seed: int = 0, dtype: torch.d
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
     from transformers import ByT5Tokenizer, CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
+    from .prediction import apply_prediction
+
     dtype = dtype or torch.float32
     if isinstance(config, str):
         config = CONFIGS[config]
@@ -169,6 +172,7 @@ def build_pipeline(config: KontextConfig | str, *, seed: int = 0, dtype: torch.d
         tokenizer_2=ByT5Tokenizer(model_max_length=config.t5_max_length),
         transformer=transformer,
     )
+    apply_prediction(transformer, config.prediction)
     if dtype != torch.float32:
         pipeline.to(dtype=dtype)
     for module in (transformer, vae, text_encoder, text_encoder_2):

@@ -23,6 +23,7 @@ from .configs import CONFIGS, build_pipeline
 from .kontext import KontextEngine
 from .lora import load_adapters
 from .model_info import DEFAULT_MODEL_DIR, ModelInfo, config_info, folder_info, placeholder_name
+from .prediction import apply_prediction
 from .tiny_autoencoder import TinyAutoencoder
 
 # diffusers loads a component class that model_index.json names from a module only if that module is already
@@ -126,7 +127,9 @@ def _load_folder(path: Path, dtype: torch.dtype,
     if transformer_file is not None:
         components["transformer"] = load_single_file_transformer(transformer_file, path, dtype)
     pipeline = FluxKontextPipeline.from_pretrained(path, dtype=dtype, local_files_only=True, **components)
-    return pipeline, folder_info(path, pipeline)
+    info = folder_info(path, pipeline)
+    apply_prediction(pipeline.transformer, info.prediction)
+    return pipeline, info
 
 
 def is_gguf(file: Path | None) -> bool:

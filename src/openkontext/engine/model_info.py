@@ -34,6 +34,7 @@ class ModelInfo:
     # "embedded": guidance goes to the transformer's guidance input (FLUX.1 [dev], guidance-distilled);
     # "cfg": true classifier-free guidance against the empty prompt at that scale (two passes per step)
     guidance_mode: str = "embedded"
+    prediction: str = "velocity"  # what the transformer's output means (engine/prediction.py)
 
     def text_length(self, prompt: str) -> int:
         return text_length(prompt, self.max_sequence_length) if self.prompt_sized_text else self.max_sequence_length
@@ -66,6 +67,7 @@ def model_info(card: Mapping, *, name: str, description: str, transformer: Mappi
         prompt_sized_text=card.get("prompt_sized_text", False),
         preserve=card.get("preserve", 0.0),
         guidance_mode=card.get("guidance", "embedded"),
+        prediction=card.get("prediction", "velocity"),
     )
 
 
@@ -85,7 +87,7 @@ def folder_info(folder: Path, pipeline) -> ModelInfo:
 def config_info(config, *, name: str, description: str, placeholder: bool) -> ModelInfo:
     """A model built from a named configuration (engine/configs.py ``KontextConfig``), random or trained."""
     card = {"max_sequence_length": config.t5_max_length, "glyph_context": config.glyph_context,
-            "prompt_sized_text": config.prompt_sized_text}  # fmt: skip
+            "prompt_sized_text": config.prompt_sized_text, "prediction": config.prediction}  # fmt: skip
     return model_info(card, name=name, description=description, transformer=config.transformer,
                       native_side=config.native_side, placeholder=placeholder)  # fmt: skip
 

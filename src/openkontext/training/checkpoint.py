@@ -109,6 +109,14 @@ def warm_start(modules: dict, folder: Path) -> list[str]:
     return skipped
 
 
+def zero_output(transformer) -> None:
+    """Zero the transformer's output projection, so it starts by predicting zero (for a context-residual model:
+    an exact copy of the context image, engine/prediction.py)."""
+    with torch.no_grad():
+        transformer.proj_out.weight.zero_()
+        transformer.proj_out.bias.zero_()
+
+
 def build_trained_pipeline(run_dir: Path, *, ema: bool = True):
     """The FluxKontextPipeline of a run (fp32, CPU): the architecture with the run's latest weights loaded."""
     run_dir = Path(run_dir)
@@ -152,6 +160,7 @@ def export(run_dir: Path, out: Path, *, dtype: torch.dtype = torch.float16, name
         "prompt_sized_text": arch.prompt_sized_text,
         "preserve": preserve,
         "guidance": guidance,
+        "prediction": arch.prediction,
         "training": {"run": Path(run_dir).name, **steps},
     }
     (out / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")

@@ -50,7 +50,13 @@ TOY_V1_MODEL = KontextConfig(
     native_side=256,
 )  # fmt: skip
 
-MODELS: dict[str, KontextConfig] = {"default": DEFAULT_MODEL, "toy-v1": TOY_V1_MODEL, **CONFIGS}
+# The default architecture whose transformer predicts a change to the context image (engine/prediction.py).
+DEFAULT_RESIDUAL_MODEL = dataclasses.replace(DEFAULT_MODEL, prediction="context_residual")
+
+MODELS: dict[str, KontextConfig] = {
+    "default": DEFAULT_MODEL, "default-residual": DEFAULT_RESIDUAL_MODEL, "toy-v1": TOY_V1_MODEL, **CONFIGS,
+    "tiny-residual": dataclasses.replace(CONFIGS["tiny-glyph"], prediction="context_residual"),  # for the tests
+}  # fmt: skip
 
 
 @dataclass
@@ -98,6 +104,12 @@ class FlowRecipe:
     warmup: int = 100
     # A model folder whose tensors of matching shape start the run (transformer and text encoders).
     init_from: str | None = None
+    # Start the transformer's output projection at zero: a context-residual model (engine/prediction.py) then
+    # begins as an exact copier of the context image, whatever the warm start's output layer had learned.
+    zero_output: bool = False
+    # Context-residual models: the velocity error is (x0 error) / sigma, which explodes as sigma -> 0; below this
+    # sigma the loss weighs the x0 error as at this sigma (0: the plain velocity loss).
+    sigma_floor: float = 0.0
 
 
 @dataclass
@@ -173,6 +185,16 @@ PRESETS: dict[str, TrainConfig] = {
         flow=FlowRecipe(batch=4, lr=5e-4, text_lr=5e-4, ema=0.998, warmup=200, edit_weight=1.0,
                         edit_weight_per_sample=True, high_noise_share=0.5, chunk_examples=64, reuse=4,
                         init_from="src/openkontext/models/default"),
+    ),
+    # The default recipe for the context-residual architecture: warm-started from the shipped model's blocks and
+    # text encoders, its output layer zeroed so it starts as an exact copier.
+    "default-residual": TrainConfig(
+        name="default-residual", model="default-residual", size=256,
+        buckets=((320, 192), (192, 320), (288, 224), (224, 288)), bucket_prob=0.2, low_res=128, low_res_prob=0.75,
+        threads=1, ckpt_every_s=600, probe_every_s=1200, pretrained_vae="src/openkontext/models/default/vae",
+        flow=FlowRecipe(batch=4, lr=5e-4, text_lr=5e-4, ema=0.998, warmup=200, edit_weight=1.0,
+                        edit_weight_per_sample=True, high_noise_share=0.5, chunk_examples=64, reuse=4,
+                        init_from="src/openkontext/models/default", zero_output=True, sigma_floor=0.25),
     ),
 }
 

@@ -193,7 +193,11 @@ def flow_loss(pipeline, batch: EncodedBatch, recipe: FlowRecipe, text_length: Te
     if recipe.edit_weight:
         patch = 2 * pipeline.vae_scale_factor
         weights = token_weights(batch.masks, patch, recipe.edit_weight, recipe.edit_weight_per_sample)
-    loss = weighted_mse(pred, p["noise"] - p["x0"], weights, recipe.edit_weight_per_sample)
+    target = p["noise"] - p["x0"]
+    if recipe.sigma_floor:  # a context-residual model's velocity error is its x0 error / sigma
+        scale = (p["sigma"] / recipe.sigma_floor).clamp(max=1).view(-1, 1, 1)
+        pred, target = pred * scale, target * scale
+    loss = weighted_mse(pred, target, weights, recipe.edit_weight_per_sample)
     return loss, {"loss": loss.item(), "sigma": p["sigma"].mean().item(), "text_tokens": text_ids.shape[0]}
 
 

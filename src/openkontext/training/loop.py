@@ -17,7 +17,7 @@ import torch
 
 from openkontext.engine.configs import build_pipeline
 
-from .checkpoint import load_autoencoder, load_state, log_line, save_state, warm_start, write_config
+from .checkpoint import load_autoencoder, load_state, log_line, save_state, warm_start, write_config, zero_output
 from .config import TrainConfig
 from .data import edit_batch, vae_batch
 from .flow import encode_batch, flow_loss, guidance_distill_loss, text_length_for
@@ -204,9 +204,12 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
             optimizer.load_state_dict(state["optimizer"])
         ema = state.get("ema") or ema
         step = state["step"]
-    elif recipe.init_from and phase == "base":
-        skipped = warm_start(modules, Path(recipe.init_from))
-        log_line(run_dir, {"stage": "init", "from": recipe.init_from, "new_tensors": skipped})
+    elif (recipe.init_from or recipe.zero_output) and phase == "base":
+        if recipe.init_from:
+            skipped = warm_start(modules, Path(recipe.init_from))
+            log_line(run_dir, {"stage": "init", "from": recipe.init_from, "new_tensors": skipped})
+        if recipe.zero_output:
+            zero_output(pipeline.transformer)
         if ema is not None:
             ema = {n: {k: v.detach().float().cpu().clone() for k, v in m.state_dict().items()}
                    for n, m in modules.items()}  # fmt: skip
