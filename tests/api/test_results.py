@@ -112,17 +112,19 @@ def test_forged_signatures_are_403(server):
 
 
 def test_delivery_urls_expire_and_results_are_purged(start_server):
-    server = start_server(delivery_ttl_s=1, retention_s=8, purge_interval_s=0.5)
+    # Waits are read from the URL's own exp and the retention window, so a slow machine only makes it slower.
+    server = start_server(delivery_ttl_s=2, retention_s=15, purge_interval_s=0.5)
     with server.client() as client:
         submitted = time.time()
         task_id = submit(client)
         url = wait_for(client, task_id)["result"]["sample"]
         assert httpx.get(url).status_code == 200
-        time.sleep(1.5)
+        expires = int(parse_qs(urlsplit(url).query)["exp"][0])
+        time.sleep(max(0.0, expires - time.time() + 0.2))
         assert httpx.get(url).status_code == 403  # expired
         fresh = client.get("/v1/get_result", params={"id": task_id}).json()["result"]["sample"]
         assert httpx.get(fresh).status_code == 200  # polling again signs a fresh URL
-        time.sleep(max(0.0, submitted + 8.5 - time.time()))
+        time.sleep(max(0.0, submitted + 15.5 - time.time()))
         assert client.get("/v1/get_result", params={"id": task_id}).json()["status"] == "Task not found"
     deadline = time.monotonic() + 10
     while (server.data_dir / "storage" / task_id).exists() and time.monotonic() < deadline:

@@ -7,6 +7,7 @@ import time
 import httpx
 
 from conftest import b64, image_bytes, wait_for
+from openkontext.api.signing import UrlSigner
 
 ROUTE = "/v1/flux-bagel-alpha"
 
@@ -37,3 +38,15 @@ def test_only_the_canonical_query_is_accepted_and_no_spelling_of_sig_is_logged(s
     log = server.log()
     assert "/results/" in log and "%73ig=REDACTED" in log
     assert sig not in log and encoded_sig not in log
+
+
+def test_a_signed_url_lives_at_least_its_ttl_and_not_past_its_exp():
+    signer = UrlSigner(b"secret", ttl_s=1)
+    for now in (1000.0, 1000.01, 1000.99):
+        params = signer.sign("/results/x/sample.png", now=now)
+        assert int(params["exp"]) >= now + 1  # a fraction of a second past a whole one still gets the full ttl
+    params = signer.sign("/results/x/sample.png")
+    assert signer.verify("/results/x/sample.png", params["exp"], params["sig"])
+    assert not signer.verify("/results/x/other.png", params["exp"], params["sig"])
+    expired = signer.sign("/results/x/sample.png", now=time.time() - 5)
+    assert not signer.verify("/results/x/sample.png", expired["exp"], expired["sig"])

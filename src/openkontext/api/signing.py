@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import time
@@ -42,7 +43,8 @@ class UrlSigner:
         return hmac.new(self._secret, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
     def sign(self, path: str, now: float | None = None) -> dict[str, str]:
-        expires = int((now or time.time()) + self.ttl_s)
+        # Rounded up: a URL lives at least ttl_s (flooring made a 1 s URL expire within milliseconds).
+        expires = math.ceil((time.time() if now is None else now) + self.ttl_s)
         return {"exp": str(expires), "sig": self._signature(path, expires)}
 
     def verify(self, path: str, exp: str, sig: str) -> bool:
