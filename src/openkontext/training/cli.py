@@ -101,11 +101,13 @@ def cooldown(run: Path = RUN, out: Path = typer.Option(..., "--out", help="the c
 def curve(run: Path = RUN, stretch: int = typer.Option(1000, "--stretch", help="steps per loss row")) -> None:
     """Print the run's learning curve: the probe per category against steps and hours, and the loss per stretch."""
     from .checkpoint import read_config
-    from .curve import loss_table, probe_table
+    from .curve import loss_table, probe_table, prompt_table
 
     cfg = read_config(run)
     typer.echo("Probe (changed-token velocity error / copy baseline's, sigma 0.9; below 1 beats copying):\n")
     typer.echo(probe_table(run, cfg.flow.batch))
+    typer.echo("\nPrompt use (changed-token error with the prompt / with the empty prompt; below 1 the prompt helps):\n")
+    typer.echo(prompt_table(run, cfg.flow.batch))
     typer.echo("\nFlow loss per stretch:\n")
     typer.echo(loss_table(run, stretch))
 

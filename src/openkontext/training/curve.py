@@ -1,5 +1,6 @@
 """The learning curve of a run, read from its ``log.jsonl``: the probe per category (changed-token error over the
-copy baseline's, at sigma 0.9) and the mean flow loss per stretch, against steps, examples and hours of training.
+copy baseline's, at sigma 0.9; and over the empty prompt's) and the mean flow loss per stretch, against steps,
+examples and hours of training.
 
 Hours count the time between consecutive log lines, leaving out gaps longer than ``MAX_GAP_S`` (the run was
 stopped), so a run resumed many times still reports the compute it spent.
@@ -48,6 +49,24 @@ def probe_table(run_dir: Path, batch: int, sigma: str = "0.9") -> str:
         unchanged = probe.get("local", {}).get(sigma, {}).get("unchanged")
         rows.append(f"| {record['step']} | {record['step'] * batch:,} | {hour:.2f} | " + " | ".join(cells)
                     + f" | {unchanged if unchanged is not None else '–'} |")
+    return "\n".join(rows)
+
+
+def prompt_table(run_dir: Path, batch: int, sigma: str = "0.9") -> str:
+    """Markdown: one row per probe, changed-token error with the prompt / with the empty prompt per category (below
+    1: the prompt helps on the held-out phrasings; probes logged before this figure existed are left out)."""
+    records = read_log(run_dir)
+    hours = training_hours(records)
+    rows = ["| step | examples | hours | " + " | ".join(CATEGORIES) + " |", "|---" * (3 + len(CATEGORIES)) + "|"]
+    for record, hour in zip(records, hours):
+        if record["stage"] != "probe" or not any("changed_empty" in c.get(sigma, {}) for c in record["probe"].values()):
+            continue
+        cells = []
+        for category in CATEGORIES:
+            figures = record["probe"].get(category, {}).get(sigma, {})
+            changed, empty = figures.get("changed"), figures.get("changed_empty")
+            cells.append("–" if not changed or not empty else f"{changed / empty:.2f}")
+        rows.append(f"| {record['step']} | {record['step'] * batch:,} | {hour:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 

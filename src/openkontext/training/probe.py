@@ -8,7 +8,9 @@ category:
 - ``changed``: mean squared velocity error on the tokens the edit changes (more than half of the token's patch);
 - ``copy``: the same error for the *copy baseline* — a model that returns the context image as its answer
   (velocity = noise − context); ``changed`` below ``copy`` means the model does more than copy there;
-- ``unchanged``: the error on the other tokens (the blur of a copying model shows here).
+- ``unchanged``: the error on the other tokens (the blur of a copying model shows here);
+- ``changed_empty`` (σ = 0.9 only): ``changed`` with the empty prompt. Above ``changed``, the model uses the prompt
+  on held-out phrasings; below it, what it reads into an unseen phrasing hurts (docs/training.md, "The prompt gap").
 
 Text-to-image has no context image, so no copy baseline: its ``copy`` is the error of predicting the mean latent.
 The encoded cases are cached in the run folder (``probe.pt``), so a resumed run probes the very same cases.
@@ -34,35 +36,38 @@ PROBE_SIGMAS = (0.9, 0.5)
 PROBE_SEED = 770_000
 
 
-def probe_cases(size: int, n: int = PROBE_CASES) -> dict[str, list]:
-    """``n`` held-out cases spread over the categories: category -> [(context, prompt, target, mask)]."""
+def probe_cases(size: int, n: int = PROBE_CASES, split: str = "heldout") -> dict[str, list]:
+    """``n`` held-out cases (or, for diagnostics, training-split ones) spread over the categories: category ->
+    [(context, prompt, target, mask)]."""
     cases: dict[str, list] = defaultdict(list)
     for k in range(n):
         category = CATEGORIES[k % len(CATEGORIES)]
-        sample = generate(PROBE_SEED + k, split="heldout", size=size, categories=[category])
+        sample = generate(PROBE_SEED + k, split=split, size=size, categories=[category])
         cases[category].append(edit_examples(sample, np.random.default_rng(k)))
     return cases
 
 
 class Probe:
-    """``run_dir`` caches the encoded cases (None: no cache); ``cases`` below 64 gives a quicker, noisier probe."""
+    """``run_dir`` caches the encoded cases (None: no cache); ``cases`` below 64 gives a quicker, noisier probe;
+    ``split="train"`` probes training-split cases instead (diagnostics only; never cached)."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path | None, pipeline, device, cases: int = PROBE_CASES):
+    def __init__(self, cfg: TrainConfig, run_dir: Path | None, pipeline, device, cases: int = PROBE_CASES,
+                 split: str = "heldout"):  # fmt: skip
         self.pipeline, self.device = pipeline, device
-        self.text_length = text_length_for(cfg.architecture)
-        cache = None if run_dir is None else Path(run_dir) / "probe.pt"
+        self.text_length = text_length_for(cfg.architecture, pipeline.tokenizer_2)
+        cache = None if run_dir is None or split != "heldout" else Path(run_dir) / "probe.pt"
         if cache is not None and cache.exists():
             self.batches = torch.load(cache, weights_only=False)
         else:
-            self.batches = self._encode(cfg.architecture.native_side, cfg.architecture.glyph_context, cases)
+            self.batches = self._encode(cfg.architecture.native_side, cfg.architecture.glyph_context, cases, split)
             if cache is not None:
                 torch.save(self.batches, cache)
 
-    def _encode(self, size: int, glyphs: bool, n: int) -> dict[str, EncodedBatch]:
+    def _encode(self, size: int, glyphs: bool, n: int, split: str) -> dict[str, EncodedBatch]:
         from .data import EditBatch
 
         batches = {}
-        for category, cases in probe_cases(size, n).items():
+        for category, cases in probe_cases(size, n, split).items():
             contexts = [c for c, _, _, _ in cases]
             pixels = EditBatch(
                 context=None if contexts[0] is None else torch.stack([to_tensor(c) for c in contexts]),
@@ -110,12 +115,20 @@ class Probe:
             s = torch.full((x0.shape[0],), sigma, device=dev)
             noisy = (1 - sigma) * x0 + sigma * noise
             guidance = torch.full_like(s, 3.0)
-            pred = velocity(self.pipeline, noisy, context_tokens, latent_ids, context_ids, s, guidance, *text)
-            err = (pred.float() - (noise - x0)).pow(2).mean(-1)
+
+            def error(prompt_embeddings) -> torch.Tensor:
+                pred = velocity(self.pipeline, noisy, context_tokens, latent_ids, context_ids, s, guidance,
+                                *prompt_embeddings)  # fmt: skip
+                return (pred.float() - (noise - x0)).pow(2).mean(-1)
+
+            err = error(text)
             copy = ((noise - answer) - (noise - x0)).pow(2).mean(-1)
             result[f"{sigma}"] = {
                 "changed": _mean(err, changed), "copy": _mean(copy, changed), "unchanged": _mean(err, ~changed),
             }
+            if sigma == PROBE_SIGMAS[0]:
+                empty = encode_text(self.pipeline, [""] * len(batch.prompts), self.text_length, dev)
+                result[f"{sigma}"]["changed_empty"] = _mean(error(empty), changed)
         return result
 
 
