@@ -53,7 +53,7 @@ def main() -> None:
     cases = probe.batches[args.category]
     params = [p for module in modules.values() for p in module.parameters()]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    text_length = text_length_for(cfg.architecture)
+    text_length = text_length_for(cfg.architecture, pipeline.tokenizer_2)
     generator = torch.Generator().manual_seed(cfg.seed)
     print(f"{args.category}: {len(cases.prompts)} cases; errors at sigma 0.9 (changed / copy baseline, unchanged)")
     started = time.monotonic()

@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from transformers import ByT5Tokenizer
 
 from openkontext.engine.conditioning import (GLYPH_INDEX, glyph_strip_size, quoted_words, render_glyphs,
                                              text_length)  # fmt: skip
 from openkontext.engine.loading import load_engine
 from openkontext.engine.preserve import changed_region, paste_back
+from openkontext.engine.word_tokenizer import word_tokenizer
 
 
 @pytest.mark.parametrize("prompt, words", [
@@ -39,10 +41,17 @@ def test_glyph_strip_shows_the_quoted_words_and_is_blank_without_them():
 
 
 def test_text_length_follows_the_prompt_bytes_up_to_the_cap():
-    assert text_length("abc", 160) == 8
-    assert text_length("a" * 7, 160) == 8 and text_length("a" * 8, 160) == 16
-    assert text_length("é" * 10, 160) == 24  # bytes, not characters
-    assert text_length("x" * 500, 160) == 160
+    tokenizer = ByT5Tokenizer()
+    assert text_length("abc", 160, tokenizer) == 8
+    assert text_length("a" * 7, 160, tokenizer) == 8 and text_length("a" * 8, 160, tokenizer) == 16
+    assert text_length("é" * 10, 160, tokenizer) == 24  # bytes, not characters
+    assert text_length("x" * 500, 160, tokenizer) == 160
+
+
+def test_text_length_counts_word_tokens_for_a_word_tokenizer():
+    tokenizer = word_tokenizer(["make", "the", "ball", "red"], 160)
+    assert text_length("Make the ball red.", 160, tokenizer) == 8  # 5 tokens + the end token
+    assert text_length("Make the ball vermilion.", 160, tokenizer) == 16  # 'vermilion' spelled: 9 letters
 
 
 def _square(color, box_color=None):

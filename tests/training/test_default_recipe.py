@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 
 from openkontext.engine.conditioning import GLYPH_INDEX, glyph_strip_size
 from openkontext.engine.configs import build_pipeline
@@ -86,6 +87,8 @@ def test_probe_reports_every_category_against_the_copy_baseline(tmp_path):
     assert set(probe) == {"local", "global", "character_reference", "style", "text", "text_to_image", "iterative"}
     local = probe["local"]["0.9"]
     assert local["changed"] > 0 and local["copy"] >= 0 and local["unchanged"] > 0
+    assert local["changed_empty"] > 0 and local["changed_empty"] != local["changed"]  # the empty prompt's error
+    assert "changed_empty" not in probe["local"]["0.5"]
     assert probe["style"]["0.9"]["unchanged"] is None  # style changes every token
     assert (tmp_path / "run" / "probe.pt").exists()  # the same cases on resume
 
@@ -98,6 +101,9 @@ def test_probe_reports_every_category_against_the_copy_baseline(tmp_path):
     row = [line for line in printed.output.splitlines() if line.startswith("| 1 | 2 |")][0]  # step 1, 2 examples
     local = probe["local"]["0.9"]
     assert f"{local['changed'] / local['copy']:.2f}" in row if local["copy"] else "–" in row
+    prompt_rows = printed.output.split("Prompt use")[1].split("Flow loss")[0].splitlines()
+    row = [line for line in prompt_rows if line.startswith("| 1 | 2 |")][0]
+    assert f"| {local['changed'] / local['changed_empty']:.2f} |" in row
     assert "| 1–1 |" in printed.output
 
 
@@ -198,3 +204,19 @@ def test_a_context_residual_run_starts_as_a_copier_and_exports_its_prediction(tm
     engine = load_engine(str(folder), device="cpu")
     assert engine.info.prediction == "context_residual"
     assert not engine.pipeline.transformer.proj_out.weight.any()  # a learning rate of 0 kept the zeroed output
+
+
+def test_a_word_token_model_trains_exports_and_serves_with_its_own_tokenizer(tmp_path):
+    from openkontext.engine.loading import load_engine
+
+    cfg = preset("tiny-glyph", model="tiny-words", **{"flow.steps": 2, "flow.sigma_floor": 0.25, "flow.warmup": 1})
+    train_flow(cfg, tmp_path / "run")
+    folder = export(tmp_path / "run", tmp_path / "model", name="tiny-words-test")
+    engine = load_engine(str(folder), device="cpu")
+    tokenizer = engine.pipeline.tokenizer_2
+    assert tokenizer.convert_ids_to_tokens(tokenizer("Make the balloon red.").input_ids) == [
+        "make", "the", "balloon", "red", ".", "</s>"]
+    assert engine.pipeline.text_encoder_2.config.vocab_size == len(tokenizer) == len(engine.pipeline.tokenizer)
+    assert engine.info.text_length("Make the balloon red.", tokenizer) == 8  # six word tokens, not 22 bytes
+    image = Image.new("RGB", (64, 64), (200, 60, 60))
+    assert engine.edit([image], "Make the balloon 'RED'.", seed=1, steps=2, guidance=3.0).size == (64, 64)

@@ -62,7 +62,7 @@ def test_flow_loss_falls_on_a_fixed_batch_and_trains_the_text_encoders():
     params = [p for m in modules for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=3e-3)
     batch = encode_batch(pipeline, edit_batch(cfg, 1), False, torch.device("cpu"))
-    text_length = text_length_for(cfg.architecture)
+    text_length = text_length_for(cfg.architecture, pipeline.tokenizer_2)
     losses = []
     for i in range(25):
         loss, _ = flow_loss(pipeline, batch, cfg.flow, text_length, torch.Generator().manual_seed(0),

@@ -4,8 +4,9 @@
   black letters on a white strip, encoded like any context image and appended at RoPE index ``GLYPH_INDEX``. It
   turns spelling a word into copying its letters — far easier to learn for a small model. The strip is always
   there for such a model (blank when the prompt quotes nothing), so every sequence has the same layout.
-- **Prompt-sized text** (``prompt_sized_text``): the byte-level text encoder gets as many tokens as the prompt has
-  bytes (rounded up to ``TEXT_MULTIPLE``), not a fixed padded length, so padding does not fill the sequence.
+- **Prompt-sized text** (``prompt_sized_text``): the T5 encoder gets as many tokens as the model's own tokenizer
+  makes of the prompt (rounded up to ``TEXT_MULTIPLE``), not a fixed padded length, so padding does not fill the
+  sequence.
 
 Training (``openkontext.training``) and the engine both call these functions, so the model sees at serving time
 exactly what it was trained on. FLUX.1 Kontext [dev] uses neither.
@@ -27,6 +28,11 @@ _QUOTED = re.compile(r"(?<![\w])['\"\u2018\u201c]([^'\"\u2018\u2019\u201c\u201d]
 def quoted_words(prompt: str) -> list[str]:
     """The quoted strings of a prompt, in order."""
     return [match.strip() for match in _QUOTED.findall(prompt) if match.strip()]
+
+
+def without_quotes(prompt: str) -> str:
+    """The prompt with its quoted strings (and their quotes) removed."""
+    return _QUOTED.sub(" ", prompt)
 
 
 def glyph_strip_size(width: int, height: int, multiple: int = 16) -> tuple[int, int]:
@@ -64,11 +70,12 @@ def render_glyphs(prompt: str, size: tuple[int, int]) -> Image.Image:
     return image
 
 
-def text_length(prompt: str, cap: int) -> int:
-    """Tokens for a byte-level prompt: its UTF-8 bytes plus the end token, rounded up, at most ``cap``."""
-    needed = len(prompt.encode("utf-8")) + 1
+def text_length(prompt: str, cap: int, tokenizer) -> int:
+    """The prompt's tokens under ``tokenizer`` with the end token (a byte-level one: its UTF-8 bytes + 1), rounded
+    up to ``TEXT_MULTIPLE``, at most ``cap``."""
+    needed = len(tokenizer(prompt).input_ids)
     return min(cap, -(-needed // TEXT_MULTIPLE) * TEXT_MULTIPLE)
 
 
-def batch_text_length(prompts: list[str], cap: int) -> int:
-    return max(text_length(prompt, cap) for prompt in prompts)
+def batch_text_length(prompts: list[str], cap: int, tokenizer) -> int:
+    return max(text_length(prompt, cap, tokenizer) for prompt in prompts)

@@ -1,7 +1,8 @@
 """Named Kontext model configurations: a tiny test model and the full FLUX.1 Kontext [dev] differ only by numbers.
 
 ``build_pipeline(config)`` makes a complete, randomly initialised ``FluxKontextPipeline`` from one of these, offline:
-the tokenizers are byte-level (``ByT5Tokenizer`` needs no vocabulary files). It serves the test suite, the placeholder
+the tokenizers are byte-level (``ByT5Tokenizer`` needs no vocabulary files) or, for a configuration with a
+``text_vocab``, word-level (``word_tokenizer.py``). It serves the test suite, the placeholder
 model the server runs when no trained weights are present, the GPU benchmark (the real architecture at full size),
 and training, which starts from it.
 """
@@ -14,7 +15,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the configurations are plain data; only build_pipeline needs torch/diffusers/transformers
     import torch
 
-BYTE_VOCAB = 384  # ByT5: 3 special tokens + 256 bytes + 125 extra ids
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class KontextConfig:
     glyph_context: bool = False  # see engine/conditioning.py
     prompt_sized_text: bool = False
     prediction: str = "velocity"  # what the transformer's output means (engine/prediction.py)
+    # Both text encoders read word tokens of this vocabulary (engine/word_tokenizer.py); empty: bytes (ByT5)
+    text_vocab: tuple[str, ...] = ()
 
 
 def tiny_autoencoder_config(scaling_factor: float, shift_factor: float, latent_channels: int = 32,
@@ -138,13 +140,15 @@ def build_pipeline(config: KontextConfig | str, *, seed: int = 0, dtype: torch.d
     float32 unless ``dtype`` says otherwise."""
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
-    from transformers import ByT5Tokenizer, CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     from .prediction import apply_prediction
 
     dtype = dtype or torch.float32
     if isinstance(config, str):
         config = CONFIGS[config]
+    tokenizers = _tokenizers(config)
+    vocab_size = len(tokenizers[0])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         transformer = FluxTransformer2DModel(**config.transformer)
@@ -156,20 +160,20 @@ def build_pipeline(config: KontextConfig | str, *, seed: int = 0, dtype: torch.d
             vae = AutoencoderKL(**config.vae)
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
-                vocab_size=BYTE_VOCAB, max_position_embeddings=config.clip_max_length,
+                vocab_size=vocab_size, max_position_embeddings=config.clip_max_length,
                 pad_token_id=0, eos_token_id=1, bos_token_id=1, **config.clip,
             )
         )  # fmt: skip
         text_encoder_2 = T5EncoderModel(
-            T5Config(vocab_size=BYTE_VOCAB, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, **config.t5)
+            T5Config(vocab_size=vocab_size, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, **config.t5)
         )
     pipeline = FluxKontextPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(**{**SCHEDULER, **config.scheduler}),
         vae=vae,
         text_encoder=text_encoder,
-        tokenizer=ByT5Tokenizer(model_max_length=config.clip_max_length),
+        tokenizer=tokenizers[0],
         text_encoder_2=text_encoder_2,
-        tokenizer_2=ByT5Tokenizer(model_max_length=config.t5_max_length),
+        tokenizer_2=tokenizers[1],
         transformer=transformer,
     )
     apply_prediction(transformer, config.prediction)
@@ -178,3 +182,16 @@ def build_pipeline(config: KontextConfig | str, *, seed: int = 0, dtype: torch.d
     for module in (transformer, vae, text_encoder, text_encoder_2):
         module.eval().requires_grad_(False)
     return pipeline
+
+
+def _tokenizers(config: KontextConfig) -> tuple:
+    """(CLIP's, T5's) tokenizer: word-level when the configuration has a vocabulary, else byte-level. Their special
+    ids agree (pad 0, end 1), as the text encoders' configurations above assume."""
+    if config.text_vocab:
+        from .word_tokenizer import word_tokenizer
+
+        return (word_tokenizer(config.text_vocab, config.clip_max_length),
+                word_tokenizer(config.text_vocab, config.t5_max_length))  # fmt: skip
+    from transformers import ByT5Tokenizer
+
+    return ByT5Tokenizer(model_max_length=config.clip_max_length), ByT5Tokenizer(model_max_length=config.t5_max_length)

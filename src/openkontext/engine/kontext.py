@@ -183,7 +183,7 @@ class KontextEngine:
         pipeline = self._pipeline_for_one_call()
         if self.info.glyph_context:
             pipeline.glyph_image = render_glyphs(prompt, glyph_strip_size(width, height))
-        max_sequence_length = self.info.text_length(prompt)
+        max_sequence_length = self.info.text_length(prompt, pipeline.tokenizer_2)
         preserve = self.info.preserve if preserve is None else preserve
         variant = loras if self._adapted_text else ()  # cached prompt embeddings depend on text-encoder adapters
         # The adapters are the shared modules' state: held from the prompt encoding to the last decode.

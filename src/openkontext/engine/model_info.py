@@ -36,8 +36,11 @@ class ModelInfo:
     guidance_mode: str = "embedded"
     prediction: str = "velocity"  # what the transformer's output means (engine/prediction.py)
 
-    def text_length(self, prompt: str) -> int:
-        return text_length(prompt, self.max_sequence_length) if self.prompt_sized_text else self.max_sequence_length
+    def text_length(self, prompt: str, tokenizer) -> int:
+        """The T5 sequence length for ``prompt``; ``tokenizer`` is the model's own (``tokenizer_2``)."""
+        if not self.prompt_sized_text:
+            return self.max_sequence_length
+        return text_length(prompt, self.max_sequence_length, tokenizer)
 
     @property
     def native_area(self) -> int:

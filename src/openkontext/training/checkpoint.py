@@ -196,9 +196,7 @@ The FLUX.1 Kontext architecture at toy scale, its transformer and text encoders 
   appended on the sequence axis with RoPE index 1.
 - autoencoder: {_autoencoder_line(arch)}, {arch.vae["latent_channels"]} latent channels, 8x downsampling,
   scaling {arch.vae["scaling_factor"]} / shift {arch.vae["shift_factor"]}.
-- text: byte-level (ByT5 tokenizer) CLIP text model (pooled, first {arch.clip_max_length} bytes) and T5 encoder
-  ({"each prompt's own byte length, at most " if arch.prompt_sized_text else ""}{arch.t5_max_length} bytes),
-  trained jointly with the transformer.{_glyph_line(arch)}
+- text: {_text_line(arch)}, trained jointly with the transformer.{_glyph_line(arch)}
 - native resolution {arch.native_side}², other aspect ratios through buckets of about the same area.
 
 ## Training
@@ -260,6 +258,15 @@ def _autoencoder_line(arch) -> str:
     if arch.vae_class == "TinyAutoencoder":
         return "TAEF2 (pretrained, madebyollin/taesd, MIT; `vae/LICENSE`) as `TinyAutoencoder`"
     return f"AutoencoderKL trained here, blocks {tuple(arch.vae['block_out_channels'])}"
+
+
+def _text_line(arch) -> str:
+    unit = "tokens" if arch.text_vocab else "bytes"
+    tokenizer = (f"{len(arch.text_vocab)}-word vocabulary of the toy world's training prompts, unknown words spelled "
+                 "in characters" if arch.text_vocab else "byte-level (ByT5 tokenizer)")  # fmt: skip
+    sized = f"each prompt's own length in {unit}, at most " if arch.prompt_sized_text else ""
+    return (f"{tokenizer}; CLIP text model (pooled, first {arch.clip_max_length} {unit}) and T5 encoder ({sized}"
+            f"{arch.t5_max_length} {unit})")
 
 
 def _glyph_line(arch) -> str:

@@ -1,7 +1,8 @@
 """The training recipe: one dataclass, and named presets ("tiny" for the test suite, "default" for the real run).
 
 The model architecture is a ``KontextConfig`` (``openkontext.engine.configs``), so what training builds is exactly
-what the engine loads: FluxTransformer2DModel + AutoencoderKL + CLIP (pooled) + T5 (sequence), byte-level tokenizers.
+what the engine loads: FluxTransformer2DModel + an autoencoder + CLIP (pooled) + T5 (sequence), byte- or word-level
+tokenizers.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from openkontext.engine.configs import CONFIGS, KontextConfig, tiny_autoencoder_config, vae_config
+
+from .vocabulary import prompt_words
 
 # The default model's architecture, sized for a plain CPU: 192 wide (3 heads of 64), 2 double + 4 single blocks
 # (~5 M transformer parameters) over the pretrained TAEF2 autoencoder (32 latent channels, 8x downsampling: 128
@@ -53,9 +56,15 @@ TOY_V1_MODEL = KontextConfig(
 # The default architecture whose transformer predicts a change to the context image (engine/prediction.py).
 DEFAULT_RESIDUAL_MODEL = dataclasses.replace(DEFAULT_MODEL, prediction="context_residual")
 
+# The context-residual architecture whose text encoders read word tokens (engine/word_tokenizer.py) of the toy
+# world's training vocabulary instead of bytes: held-out phrasings reach the model through the words they share.
+DEFAULT_WORDS_MODEL = dataclasses.replace(DEFAULT_RESIDUAL_MODEL, text_vocab=prompt_words())
+
 MODELS: dict[str, KontextConfig] = {
-    "default": DEFAULT_MODEL, "default-residual": DEFAULT_RESIDUAL_MODEL, "toy-v1": TOY_V1_MODEL, **CONFIGS,
+    "default": DEFAULT_MODEL, "default-residual": DEFAULT_RESIDUAL_MODEL, "default-words": DEFAULT_WORDS_MODEL,
+    "toy-v1": TOY_V1_MODEL, **CONFIGS,
     "tiny-residual": dataclasses.replace(CONFIGS["tiny-glyph"], prediction="context_residual"),  # for the tests
+    "tiny-words": dataclasses.replace(CONFIGS["tiny-glyph"], prediction="context_residual", text_vocab=prompt_words()),
 }  # fmt: skip
 
 
@@ -78,7 +87,7 @@ class FlowRecipe:
     steps: int = 200_000
     batch: int = 8
     lr: float = 3e-4
-    text_lr: float = 3e-4  # the byte-level text encoders are trained jointly
+    text_lr: float = 3e-4  # the small text encoders are trained jointly
     prompt_dropout: float = 0.1  # the empty prompt, for true classifier-free guidance and for guidance distillation
     guidance_range: tuple[float, float] = (1.0, 5.0)  # embedded-guidance input drawn uniformly (see flow.py)
     logit_mean: float = 0.0  # t ~ shift(sigmoid(N(mean, std))), the same exponential shift as the sampler
@@ -195,6 +204,16 @@ PRESETS: dict[str, TrainConfig] = {
         flow=FlowRecipe(batch=4, lr=5e-4, text_lr=5e-4, ema=0.998, warmup=200, edit_weight=1.0,
                         edit_weight_per_sample=True, high_noise_share=0.5, chunk_examples=64, reuse=4,
                         init_from="src/openkontext/models/default", zero_output=True, sigma_floor=0.25),
+    ),
+    # The residual recipe over word tokens: the transformer and the text encoders' layers start from a trained
+    # context-residual model (a folder exported from a default-residual run); the token embeddings start afresh.
+    "default-words": TrainConfig(
+        name="default-words", model="default-words", size=256,
+        buckets=((320, 192), (192, 320), (288, 224), (224, 288)), bucket_prob=0.2, low_res=128, low_res_prob=0.75,
+        threads=1, ckpt_every_s=600, probe_every_s=1200, pretrained_vae="src/openkontext/models/default/vae",
+        flow=FlowRecipe(batch=4, lr=5e-4, text_lr=5e-4, ema=0.998, warmup=200, edit_weight=1.0,
+                        edit_weight_per_sample=True, high_noise_share=0.5, chunk_examples=64, reuse=4,
+                        init_from="src/openkontext/models/default", sigma_floor=0.25),
     ),
 }
 

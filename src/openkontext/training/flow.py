@@ -38,11 +38,11 @@ from .latents import EncodedBatch
 TextLength = Callable[[list[str]], int]  # prompts -> the T5 sequence length of their batch
 
 
-def text_length_for(architecture) -> TextLength:
-    """The architecture's rule: prompt-sized byte tokens (up to the cap), or always the cap."""
+def text_length_for(architecture, tokenizer) -> TextLength:
+    """The architecture's rule: prompt-sized tokens under ``tokenizer`` (up to the cap), or always the cap."""
     cap = architecture.t5_max_length
     if architecture.prompt_sized_text:
-        return lambda prompts: batch_text_length(prompts, cap)
+        return lambda prompts: batch_text_length(prompts, cap, tokenizer)
     return lambda prompts: cap
 
 

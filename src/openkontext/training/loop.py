@@ -218,7 +218,7 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
         save_state(state_file, {"models": {n: m.state_dict() for n, m in modules.items()}, "ema": ema,
                                 "optimizer": optimizer.state_dict(), "step": step, "phase": phase})  # fmt: skip
 
-    text_length = text_length_for(cfg.architecture)
+    text_length = text_length_for(cfg.architecture, pipeline.tokenizer_2)
     glyphs = cfg.architecture.glyph_context
     if recipe.chunk_examples:
         batches = ChunkedBatches(cfg, pipeline.vae, glyphs, dev)
