@@ -209,7 +209,8 @@ def test_a_context_residual_run_starts_as_a_copier_and_exports_its_prediction(tm
 def test_a_word_token_model_trains_exports_and_serves_with_its_own_tokenizer(tmp_path):
     from openkontext.engine.loading import load_engine
 
-    cfg = preset("tiny-glyph", model="tiny-words", **{"flow.steps": 2, "flow.sigma_floor": 0.25, "flow.warmup": 1})
+    cfg = preset("tiny-glyph", model="tiny-words", **{"flow.steps": 2, "flow.sigma_floor": 0.25, "flow.warmup": 1,
+                                                      "flow.prompt_word_drop": 0.1, "flow.prompt_word_insert": 0.2})
     train_flow(cfg, tmp_path / "run")
     folder = export(tmp_path / "run", tmp_path / "model", name="tiny-words-test")
     engine = load_engine(str(folder), device="cpu")
@@ -220,3 +221,20 @@ def test_a_word_token_model_trains_exports_and_serves_with_its_own_tokenizer(tmp
     assert engine.info.text_length("Make the balloon red.", tokenizer) == 8  # six word tokens, not 22 bytes
     image = Image.new("RGB", (64, 64), (200, 60, 60))
     assert engine.edit([image], "Make the balloon 'RED'.", seed=1, steps=2, guidance=3.0).size == (64, 64)
+
+
+def test_prompt_augmentation_drops_and_inserts_words_but_never_touches_quotes():
+    from openkontext.training.data import augment_prompt
+
+    prompt = "Change 'KELLAR SIGN' to \u2018SUMITH\u2019 on the red banner."
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert augment_prompt(prompt, gen(), 0.0, 0.0) == prompt
+    assert augment_prompt(prompt, gen(), 1.0, 0.0) == "'KELLAR SIGN' \u2018SUMITH\u2019"  # only the quotes remain
+    inserted = augment_prompt(prompt, gen(), 0.0, 1.0)
+    assert "'KELLAR SIGN'" in inserted and "\u2018SUMITH\u2019" in inserted
+    words = inserted.replace("'KELLAR SIGN'", "").replace("\u2018SUMITH\u2019", "").split()
+    assert words[1::2] == ["Change", "to", "on", "the", "red", "banner."]  # each word kept, a made-up one before it
+    assert all(w.isalpha() and w.islower() and 3 <= len(w) <= 8 for w in words[0::2])
+    some = [augment_prompt(prompt, gen(), 0.3, 0.3) for _ in range(2)]
+    assert some[0] == some[1] != prompt  # a pure function of the generator's state
+    assert all("'KELLAR SIGN'" in s and "\u2018SUMITH\u2019" in s for s in some)

@@ -30,6 +30,16 @@ def quoted_words(prompt: str) -> list[str]:
     return [match.strip() for match in _QUOTED.findall(prompt) if match.strip()]
 
 
+def split_quoted(prompt: str) -> list[tuple[str, bool]]:
+    """The prompt as consecutive (text, is_quoted) parts; a quoted part keeps its quotes. Joined, they are the
+    prompt."""
+    parts, start = [], 0
+    for match in _QUOTED.finditer(prompt):
+        parts += [(prompt[start:match.start()], False), (match.group(0), True)]
+        start = match.end()
+    return [part for part in [*parts, (prompt[start:], False)] if part[0]]
+
+
 def without_quotes(prompt: str) -> str:
     """The prompt with its quoted strings (and their quotes) removed."""
     return _QUOTED.sub(" ", prompt)

@@ -89,6 +89,9 @@ class FlowRecipe:
     lr: float = 3e-4
     text_lr: float = 3e-4  # the small text encoders are trained jointly
     prompt_dropout: float = 0.1  # the empty prompt, for true classifier-free guidance and for guidance distillation
+    # words outside quotes dropped / made-up words put in, per word (data.augment_prompt): unseen phrasings
+    prompt_word_drop: float = 0.0
+    prompt_word_insert: float = 0.0
     guidance_range: tuple[float, float] = (1.0, 5.0)  # embedded-guidance input drawn uniformly (see flow.py)
     logit_mean: float = 0.0  # t ~ shift(sigmoid(N(mean, std))), the same exponential shift as the sampler
     logit_std: float = 1.0
@@ -206,14 +209,16 @@ PRESETS: dict[str, TrainConfig] = {
                         init_from="src/openkontext/models/default", zero_output=True, sigma_floor=0.25),
     ),
     # The residual recipe over word tokens: the transformer and the text encoders' layers start from a trained
-    # context-residual model (a folder exported from a default-residual run); the token embeddings start afresh.
+    # context-residual model (a folder exported from a default-residual run); the token embeddings start afresh;
+    # prompts lose and gain words (augment_prompt), so that unseen phrasings are read by the words they share.
     "default-words": TrainConfig(
         name="default-words", model="default-words", size=256,
         buckets=((320, 192), (192, 320), (288, 224), (224, 288)), bucket_prob=0.2, low_res=128, low_res_prob=0.75,
         threads=1, ckpt_every_s=600, probe_every_s=1200, pretrained_vae="src/openkontext/models/default/vae",
         flow=FlowRecipe(batch=4, lr=5e-4, text_lr=5e-4, ema=0.998, warmup=200, edit_weight=1.0,
                         edit_weight_per_sample=True, high_noise_share=0.5, chunk_examples=64, reuse=4,
-                        init_from="src/openkontext/models/default", sigma_floor=0.25),
+                        init_from="src/openkontext/models/default", sigma_floor=0.25, prompt_word_drop=0.05,
+                        prompt_word_insert=0.1),
     ),
 }
 

@@ -12,11 +12,39 @@ import numpy as np
 import torch
 from PIL import Image
 
+from openkontext.engine.conditioning import split_quoted
 from openkontext.toyworld import CATEGORIES, generate
 
 from .config import TrainConfig
 
 SEEDS_PER_STEP = 64  # sample seeds of step s: seed_base + s * SEEDS_PER_STEP + k
+
+
+def augment_prompt(prompt: str, generator: torch.Generator, drop: float, insert: float) -> str:
+    """The prompt with each word outside quotes dropped with probability ``drop`` and a made-up word (3-8 random
+    letters, which a word tokenizer spells) put before it with probability ``insert``; quoted strings are kept.
+
+    The toy world has eight phrasings per edit family and holds two out: a model that has only seen the other six
+    keys on their exact wording. With words missing and unknown words in between, it has to find the words that
+    decide the edit (colours, objects, scenes, styles) wherever they stand, as a held-out phrasing needs."""
+    parts = []
+    for text, quoted in split_quoted(prompt):
+        if quoted:
+            parts.append(text)
+            continue
+        words = []
+        for word in text.split(" "):
+            if not word:
+                words.append(word)
+                continue
+            roll_drop, roll_insert = torch.rand(2, generator=generator).tolist()
+            if roll_insert < insert:
+                length = int(torch.randint(3, 9, (1,), generator=generator))
+                words.append("".join(chr(97 + int(i)) for i in torch.randint(0, 26, (length,), generator=generator)))
+            if roll_drop >= drop:
+                words.append(word)
+        parts.append(" ".join(words))
+    return "".join(parts)
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:

@@ -32,7 +32,7 @@ from diffusers.pipelines.flux.pipeline_flux_kontext import calculate_shift
 from openkontext.engine.conditioning import GLYPH_INDEX, batch_text_length, glyph_strip_size, render_glyphs
 
 from .config import FlowRecipe
-from .data import to_tensor
+from .data import augment_prompt, to_tensor
 from .latents import EncodedBatch
 
 TextLength = Callable[[list[str]], int]  # prompts -> the T5 sequence length of their batch
@@ -146,6 +146,9 @@ def prepare(pipeline, batch: EncodedBatch, recipe: FlowRecipe, generator: torch.
     guidance = (lo + (hi - lo) * torch.rand(b, generator=generator)).to(device)
     drop = torch.rand(b, generator=generator) < recipe.prompt_dropout
     prompts = ["" if d else p for p, d in zip(batch.prompts, drop.tolist())]
+    if recipe.prompt_word_drop or recipe.prompt_word_insert:
+        prompts = [augment_prompt(p, generator, recipe.prompt_word_drop, recipe.prompt_word_insert) if p else p
+                   for p in prompts]  # fmt: skip
     return dict(x0=target_tokens, noise=noise, sigma=sigma.to(device), guidance=guidance, prompts=prompts,
                 context_tokens=context_tokens, latent_ids=latent_ids, context_ids=context_ids)  # fmt: skip
 
