@@ -198,29 +198,24 @@ PRESETS: dict[str, TrainConfig] = {
                         edit_weight_per_sample=True, high_noise_share=0.5, chunk_examples=64, reuse=4,
                         init_from="src/openkontext/models/default"),
     ),
-    # The default recipe for the context-residual architecture: warm-started from the shipped model's blocks and
-    # text encoders, its output layer zeroed so it starts as an exact copier.
-    "default-residual": TrainConfig(
-        name="default-residual", model="default-residual", size=256,
-        buckets=((320, 192), (192, 320), (288, 224), (224, 288)), bucket_prob=0.2, low_res=128, low_res_prob=0.75,
-        threads=1, ckpt_every_s=600, probe_every_s=1200, pretrained_vae="src/openkontext/models/default/vae",
-        flow=FlowRecipe(batch=4, lr=5e-4, text_lr=5e-4, ema=0.998, warmup=200, edit_weight=1.0,
-                        edit_weight_per_sample=True, high_noise_share=0.5, chunk_examples=64, reuse=4,
-                        init_from="src/openkontext/models/default", zero_output=True, sigma_floor=0.25),
-    ),
-    # The residual recipe over word tokens: the transformer and the text encoders' layers start from a trained
-    # context-residual model (a folder exported from a default-residual run); the token embeddings start afresh;
-    # prompts lose and gain words (augment_prompt), so that unseen phrasings are read by the words they share.
-    "default-words": TrainConfig(
-        name="default-words", model="default-words", size=256,
-        buckets=((320, 192), (192, 320), (288, 224), (224, 288)), bucket_prob=0.2, low_res=128, low_res_prob=0.75,
-        threads=1, ckpt_every_s=600, probe_every_s=1200, pretrained_vae="src/openkontext/models/default/vae",
-        flow=FlowRecipe(batch=4, lr=5e-4, text_lr=5e-4, ema=0.998, warmup=200, edit_weight=1.0,
-                        edit_weight_per_sample=True, high_noise_share=0.5, chunk_examples=64, reuse=4,
-                        init_from="src/openkontext/models/default", sigma_floor=0.25, prompt_word_drop=0.05,
-                        prompt_word_insert=0.1),
-    ),
 }
+
+
+def _variant(base: str, name: str, **flow) -> TrainConfig:
+    """Preset ``base`` for the architecture ``MODELS[name]``, with some of its flow recipe changed."""
+    cfg = PRESETS[base]
+    return dataclasses.replace(cfg, name=name, model=name, flow=dataclasses.replace(cfg.flow, **flow))
+
+
+# The default recipe for the context-residual architecture: warm-started from the shipped model's blocks and text
+# encoders, its output layer zeroed so it starts as an exact copier.
+PRESETS["default-residual"] = _variant("default", "default-residual", zero_output=True, sigma_floor=0.25)
+# The residual recipe over word tokens (openkontext-toy-v4): the transformer and the text encoders' layers start from
+# a trained context-residual model (set flow.init_from to a folder exported from a default-residual run); the token
+# embeddings start afresh; prompts lose and gain words (augment_prompt), so unseen phrasings are read by the words
+# they share.
+PRESETS["default-words"] = _variant("default", "default-words", sigma_floor=0.25, prompt_word_drop=0.05,
+                                    prompt_word_insert=0.1)  # fmt: skip
 
 
 def preset(name: str, **overrides) -> TrainConfig:
