@@ -16,7 +16,6 @@ if TYPE_CHECKING:  # the configurations are plain data; only build_pipeline need
     import torch
 
 
-
 @dataclass(frozen=True)
 class KontextConfig:
     transformer: dict

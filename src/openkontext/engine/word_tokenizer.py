@@ -20,7 +20,7 @@ import unicodedata
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2: as ByT5's
 # every printable ASCII character after lower-casing and the typographic quotes, alone and as a continuation
-CHARACTERS = tuple(string.ascii_lowercase + string.digits + string.punctuation) + ("\u2018", "\u2019", "\u201c", "\u201d")
+CHARACTERS = (*string.ascii_lowercase, *string.digits, *string.punctuation, "\u2018", "\u2019", "\u201c", "\u201d")
 _WORDS = re.compile(r"\w+|[^\w\s]")  # BertPreTokenizer's split: runs of word characters, single punctuation marks
 
 
@@ -45,7 +45,9 @@ def word_tokenizer(words: tuple[str, ...] | list[str], max_length: int):
     tokens += [w for w in dict.fromkeys(normalize(word) for word in words) if w not in set(tokens)]
     vocab = {token: index for index, token in enumerate(tokens)}
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="<unk>", max_input_chars_per_word=100))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKD(), normalizers.StripAccents(), normalizers.Lowercase()])
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFKD(), normalizers.StripAccents(), normalizers.Lowercase()]  # as normalize() above
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=max_length, pad_token="<pad>",

@@ -106,7 +106,7 @@ def curve(run: Path = RUN, stretch: int = typer.Option(1000, "--stretch", help="
     cfg = read_config(run)
     typer.echo("Probe (changed-token velocity error / copy baseline's, sigma 0.9; below 1 beats copying):\n")
     typer.echo(probe_table(run, cfg.flow.batch))
-    typer.echo("\nPrompt use (changed-token error with the prompt / with the empty prompt; below 1 the prompt helps):\n")
+    typer.echo("\nPrompt use (changed-token error with the prompt / with the empty prompt; below 1 it helps):\n")
     typer.echo(prompt_table(run, cfg.flow.batch))
     typer.echo("\nFlow loss per stretch:\n")
     typer.echo(loss_table(run, stretch))
