@@ -14,40 +14,42 @@ which the text encoders' configurations already use.
 
 from __future__ import annotations
 
-import re
 import string
-import unicodedata
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2: as ByT5's
 # every printable ASCII character after lower-casing and the typographic quotes, alone and as a continuation
 CHARACTERS = (*string.ascii_lowercase, *string.digits, *string.punctuation, "\u2018", "\u2019", "\u201c", "\u201d")
-_WORDS = re.compile(r"\w+|[^\w\s]")  # BertPreTokenizer's split: runs of word characters, single punctuation marks
+
+
+def _normalizer():
+    from tokenizers import normalizers
+
+    return normalizers.Sequence([normalizers.NFKD(), normalizers.StripAccents(), normalizers.Lowercase()])
 
 
 def normalize(text: str) -> str:
     """What the tokenizer's normalizer makes of ``text``: accents stripped, lower case ("Café" -> "cafe")."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    return _normalizer().normalize_str(text)
 
 
 def split_words(text: str) -> list[str]:
     """``text`` normalized and split as the tokenizer splits it before the vocabulary (to collect a vocabulary)."""
-    return _WORDS.findall(normalize(text))
+    from tokenizers import pre_tokenizers
+
+    return [word for word, _ in pre_tokenizers.BertPreTokenizer().pre_tokenize_str(normalize(text))]
 
 
 def word_tokenizer(words: tuple[str, ...] | list[str], max_length: int):
     """A fast tokenizer whose vocabulary is the special tokens, every character in ``CHARACTERS`` (alone and as a
     ``##`` continuation) and ``words``; it appends the end token and pads to ``max_length`` when asked."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     tokens = [*SPECIAL_TOKENS, *CHARACTERS, *(f"##{c}" for c in CHARACTERS)]
     tokens += [w for w in dict.fromkeys(normalize(word) for word in words) if w not in set(tokens)]
     vocab = {token: index for index, token in enumerate(tokens)}
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="<unk>", max_input_chars_per_word=100))
-    tokenizer.normalizer = normalizers.Sequence(
-        [normalizers.NFKD(), normalizers.StripAccents(), normalizers.Lowercase()]  # as normalize() above
-    )
+    tokenizer.normalizer = _normalizer()
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=max_length, pad_token="<pad>",
