@@ -104,7 +104,9 @@ def warm_start(modules: dict, folder: Path) -> list[str]:
         source = {k: v for f in files for k, v in load_file(f).items()}
         own = module.state_dict()
         fitting = {k: v.to(own[k].dtype) for k, v in source.items() if k in own and own[k].shape == v.shape}
-        skipped += [f"{name}.{k}" for k in own if k not in fitting]
+        # a tied tensor (T5's encoder.embed_tokens is its `shared`) is saved once and loaded under the other name
+        loaded = {own[k].data_ptr() for k in fitting}
+        skipped += [f"{name}.{k}" for k in own if own[k].data_ptr() not in loaded]
         module.load_state_dict(fitting, strict=False)
     return skipped
 
