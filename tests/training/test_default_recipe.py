@@ -4,6 +4,7 @@ cooldown, and an export that the engine serves with its glyph strip and prompt-s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -223,6 +224,12 @@ def test_a_word_token_model_trains_exports_and_serves_with_its_own_tokenizer(tmp
     assert engine.info.text_length("Make the balloon red.", tokenizer) == 8  # six word tokens, not 22 bytes
     image = Image.new("RGB", (64, 64), (200, 60, 60))
     assert engine.edit([image], "Make the balloon 'RED'.", seed=1, steps=2, guidance=3.0).size == (64, 64)
+
+    # the next run starts from this folder; its model card names the model it came from, not a path
+    train_flow(dataclasses.replace(cfg, flow=dataclasses.replace(cfg.flow, steps=1, init_from=str(folder))),
+               tmp_path / "next")
+    card = (export(tmp_path / "next", tmp_path / "next-model", name="next") / "README.md").read_text()
+    assert "warm-started from the tensors of tiny-words-test where shapes fit" in card
 
 
 def test_prompt_augmentation_drops_and_inserts_words_but_never_touches_quotes():

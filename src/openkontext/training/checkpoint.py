@@ -231,7 +231,11 @@ floor and the ground-truth ceiling:
 
 
 def _start_line(cfg: TrainConfig) -> str:
-    return f", warm-started from the tensors of `{cfg.flow.init_from}` where shapes fit" if cfg.flow.init_from else ""
+    if not cfg.flow.init_from:
+        return ""
+    card = Path(cfg.flow.init_from) / "openkontext.json"  # a model folder names itself; a run folder does not
+    source = json.loads(card.read_text()).get("name") if card.is_file() else None
+    return f", warm-started from the tensors of {source or f'`{cfg.flow.init_from}`'} where shapes fit"
 
 
 def _data_line(cfg: TrainConfig) -> str:
