@@ -166,12 +166,13 @@ def export(run_dir: Path, out: Path, *, dtype: torch.dtype = torch.float16, name
         "training": {"run": Path(run_dir).name, **steps},
     }
     (out / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-    (out / "README.md").write_text(model_card(pipeline, cfg, steps, name, bench_table, notes))
+    card_text = model_card(pipeline, cfg, steps, name, bench_table, notes, warm_start_source(run_dir))
+    (out / "README.md").write_text(card_text)
     return out
 
 
 def model_card(pipeline, cfg: TrainConfig, steps: dict, name: str, bench_table: str | None = None,
-               notes: str | None = None) -> str:
+               notes: str | None = None, started_from: str | None = None) -> str:
     """The model card: architecture, parameters, data, training, benchmark, failure cases, licences.
 
     ``bench_table`` is the markdown table of ``openkontext train bench``; ``notes`` (markdown) holds what only the
@@ -184,7 +185,7 @@ def model_card(pipeline, cfg: TrainConfig, steps: dict, name: str, bench_table: 
     return f"""# {name}
 
 The FLUX.1 Kontext architecture at toy scale, its transformer and text encoders trained on the OpenKontext toy world
-(`openkontext.toyworld`){_start_line(cfg)}. Served by diffusers' `FluxKontextPipeline` unchanged
+(`openkontext.toyworld`){_start_line(started_from)}. Served by diffusers' `FluxKontextPipeline` unchanged
 (`load_engine(folder)`).
 
 ## Architecture
@@ -230,12 +231,23 @@ floor and the ground-truth ceiling:
 """
 
 
-def _start_line(cfg: TrainConfig) -> str:
-    if not cfg.flow.init_from:
-        return ""
-    card = Path(cfg.flow.init_from) / "openkontext.json"  # a model folder names itself; a run folder does not
-    source = json.loads(card.read_text()).get("name") if card.is_file() else None
-    return f", warm-started from the tensors of {source or f'`{cfg.flow.init_from}`'} where shapes fit"
+def model_name(folder: Path) -> str | None:
+    """The name a model folder gives itself in its openkontext.json (a run folder has none)."""
+    card = Path(folder) / MODEL_CARD_FILE
+    return json.loads(card.read_text()).get("name") if card.is_file() else None
+
+
+def warm_start_source(run_dir: Path) -> str | None:
+    """What the run was warm-started from, as its log recorded it then: the model's name, else the folder (the
+    folder itself may hold another model by the time the run is exported)."""
+    from .curve import read_log
+
+    init = next((r for r in read_log(run_dir) if r.get("stage") == "init" and r.get("from")), None)
+    return init and (init.get("model") or f"`{init['from']}`")
+
+
+def _start_line(source: str | None) -> str:
+    return f", warm-started from the tensors of {source} where shapes fit" if source else ""
 
 
 def _data_line(cfg: TrainConfig) -> str:

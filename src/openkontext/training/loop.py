@@ -17,7 +17,8 @@ import torch
 
 from openkontext.engine.configs import build_pipeline
 
-from .checkpoint import load_autoencoder, load_state, log_line, save_state, warm_start, write_config, zero_output
+from .checkpoint import (load_autoencoder, load_state, log_line, model_name, save_state, warm_start, write_config,
+                         zero_output)
 from .config import TrainConfig
 from .data import edit_batch, vae_batch
 from .flow import encode_batch, flow_loss, guidance_distill_loss, text_length_for
@@ -207,7 +208,8 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
     elif (recipe.init_from or recipe.zero_output) and phase == "base":
         if recipe.init_from:
             skipped = warm_start(modules, Path(recipe.init_from))
-            log_line(run_dir, {"stage": "init", "from": recipe.init_from, "new_tensors": skipped})
+            log_line(run_dir, {"stage": "init", "from": recipe.init_from, "model": model_name(Path(recipe.init_from)),
+                               "new_tensors": skipped})  # fmt: skip
         if recipe.zero_output:
             zero_output(pipeline.transformer)
         if ema is not None:
