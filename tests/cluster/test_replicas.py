@@ -410,12 +410,21 @@ def test_no_task_is_lost_or_duplicated_through_crashes_and_restarts(cluster):
             eventually(lambda: takeovers(b), timeout=30)  # no claim: had it frozen mid-transaction, none comes
         finally:
             doomed.resume()
-        # Meanwhile the survivor may have worked through the queue: two more tasks, so the woken worker has a job to
-        # die in whatever happened while it slept (its own job again, if no one took it over).
+        # Meanwhile the survivor may have worked through the queue: more tasks, so the woken worker has a job to die
+        # in whatever happened while it slept (its own job again, if no one took it over). The survivor may win the
+        # claims while the woken worker backs off, so a task is added whenever the queue runs dry.
         tasks += [accepted(replica, steps=40, seed=index, **hooks) for index, replica in zip((10, 11), (a, b))]
         db = sqlalchemy.create_engine(cluster.database_url)  # one engine for the polls below (pooled connection)
+
+        def doomed_holds_a_job() -> bool:
+            if holds_a_job(db, doomed):
+                return True
+            if len(tasks) < 16 and gauge(metrics(b), "openkontext_queue_depth") == 0:  # bounded: work left below
+                tasks.append(accepted(next(replicas), steps=40, seed=len(tasks), **hooks))
+            return False
+
         try:
-            assert eventually(lambda: holds_a_job(db, doomed), timeout=120, interval=0.05), metrics(b)
+            assert eventually(doomed_holds_a_job, timeout=120, interval=0.05), metrics(b)
         finally:
             db.dispose()  # before PostgreSQL restarts below
         doomed.kill()  # (b) kill -9 mid-job: its lease lapses and the other worker takes the job over
