@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from openkontext.engine.configs import build_pipeline
+from openkontext.engine.model_info import MODEL_CARD_FILE, read_card
 
 from .config import TrainConfig
+from .curve import read_log
 
-MODEL_CARD_FILE = "openkontext.json"
 NO_NOTES = "## Known failure cases\n\nNot yet written for this export: see docs/training.md."
 
 
@@ -231,17 +232,9 @@ floor and the ground-truth ceiling:
 """
 
 
-def model_name(folder: Path) -> str | None:
-    """The name a model folder gives itself in its openkontext.json (a run folder has none)."""
-    card = Path(folder) / MODEL_CARD_FILE
-    return json.loads(card.read_text()).get("name") if card.is_file() else None
-
-
 def warm_start_source(run_dir: Path) -> str | None:
     """What the run was warm-started from, as its log recorded it then: the model's name, else the folder (the
     folder itself may hold another model by the time the run is exported)."""
-    from .curve import read_log
-
     init = next((r for r in read_log(run_dir) if r.get("stage") == "init" and r.get("from")), None)
     return init and (init.get("model") or f"`{init['from']}`")
 

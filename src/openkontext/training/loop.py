@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from openkontext.engine.configs import build_pipeline
+from openkontext.engine.model_info import read_card
 
-from .checkpoint import (load_autoencoder, load_state, log_line, model_name, save_state, warm_start, write_config,
-                         zero_output)
+from .checkpoint import load_autoencoder, load_state, log_line, save_state, warm_start, write_config, zero_output
 from .config import TrainConfig
 from .data import edit_batch, vae_batch
 from .flow import encode_batch, flow_loss, guidance_distill_loss, text_length_for
@@ -208,8 +208,8 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
     elif (recipe.init_from or recipe.zero_output) and phase == "base":
         if recipe.init_from:
             skipped = warm_start(modules, Path(recipe.init_from))
-            log_line(run_dir, {"stage": "init", "from": recipe.init_from, "model": model_name(Path(recipe.init_from)),
-                               "new_tensors": skipped})  # fmt: skip
+            source = read_card(Path(recipe.init_from)).get("name")  # recorded now: the folder may change later
+            log_line(run_dir, {"stage": "init", "from": recipe.init_from, "model": source, "new_tensors": skipped})
         if recipe.zero_output:
             zero_output(pipeline.transformer)
         if ema is not None:
