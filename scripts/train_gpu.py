@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Train the default model on one GPU for a fixed time and hand its weights back in a few small files.
 
-    python scripts/train_gpu.py --out "$OUT" [--minutes 8.5] [--workers 15] [--batch 32]
+    python scripts/train_gpu.py --out "$OUT" [--minutes 8.5] [--workers 15] [--batch 256] [--preset default-words]
 
 Made for a lent single-GPU machine where one command may run 10 minutes and only a few files of at most 16 MiB
 come back: the script stops itself after ``--minutes`` (training, then the export of its weights), renders the
-toy world on ``--workers`` processes, runs the transformer under bf16 autocast, and writes to ``--out``:
+toy world on ``--workers`` processes (the next chunk while the model trains on this one), runs the transformer
+under bf16 autocast, decays the learning rate to zero over the last ``--decay-share`` of its time (so what it hands
+back is cooled down), and writes to ``--out``:
 
 - ``weights.safetensors``: the EMA weights of the transformer and both text encoders, fp16 (~12 MB);
 - ``config.json``, ``log.jsonl`` (losses and probes), ``summary.json`` (steps, examples, seconds, device).
@@ -14,8 +16,7 @@ It starts from the model in ``--init`` (the shipped default model unless told ot
 continues the CPU training. Back on the development machine:
 
     openkontext train import --run runs/gpu --from OUT        # a run folder (no optimiser state)
-    openkontext train cooldown --run runs/gpu --out runs/gpu-cool --steps 1000   # optional, on the CPU
-    openkontext train export --run runs/gpu --out src/openkontext/models/default ...
+    openkontext train export --run runs/gpu --out /tmp/model ...
 
 On a CPU (to test it) pass ``--device cpu --preset tiny-glyph --max-steps 4``.
 """
@@ -36,7 +37,7 @@ from openkontext.quiet import quiet_libraries
 quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
 
 from openkontext.engine.model_info import DEFAULT_MODEL_DIR
-from openkontext.training.checkpoint import load_state
+from openkontext.training.checkpoint import load_state, write_config
 from openkontext.training.config import preset
 from openkontext.training.loop import TRAINABLE, pick_device, stop_on_signals, train_flow
 from openkontext.training.transfer import WEIGHTS_FILE, save_weights
@@ -49,21 +50,24 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=8.5, help="wall-clock budget of the whole script")
     parser.add_argument("--workers", type=int, default=15, help="processes rendering toy-world samples")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--chunk", type=int, default=1024, help="examples encoded at once, each used --reuse times")
-    parser.add_argument("--reuse", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--chunk", type=int, default=2048, help="examples encoded at once, each used --reuse times")
+    parser.add_argument("--reuse", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--preset", default="default")
+    parser.add_argument("--decay-share", type=float, default=0.2, help="share of the time the learning rate decays")
+    parser.add_argument("--preset", default="default-words")
+    parser.add_argument("--probe-every", type=float, default=120.0, help="seconds between runs of the 64-case probe")
     parser.add_argument("--init", default=str(DEFAULT_MODEL_DIR), help="model folder to start from ('' : none)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--max-steps", type=int, default=None)
     args = parser.parse_args()
     started = time.monotonic()
     device = pick_device(args.device)
-    cfg = preset(args.preset, data_workers=args.workers, threads=0, ckpt_every_s=1e9, probe_every_s=120,
+    cfg = preset(args.preset, data_workers=args.workers, threads=0, ckpt_every_s=1e9, probe_every_s=args.probe_every,
                  pretrained_vae=str(Path(args.init) / "vae") if args.init else None,
                  **{"flow.batch": args.batch, "flow.chunk_examples": args.chunk, "flow.reuse": args.reuse,
-                    "flow.lr": args.lr, "flow.text_lr": args.lr, "flow.init_from": args.init or None})  # fmt: skip
+                    "flow.lr": args.lr, "flow.text_lr": args.lr, "flow.init_from": args.init or None,
+                    "flow.final_lr_ratio": 0.0})  # fmt: skip
     if args.init and not (Path(args.init) / "vae" / "config.json").exists():
         cfg.pretrained_vae = None  # a model folder without a TinyAutoencoder (the tiny presets build their own)
     if device.type == "cuda":
@@ -72,17 +76,20 @@ def main() -> None:
     run = Path(tempfile.mkdtemp(prefix="openkontext-gpu-run-"))  # optimiser state stays on the machine
     budget = args.minutes * 60 - (time.monotonic() - started) - EXPORT_RESERVE_S
     with stop_on_signals():  # a SIGTERM still hands back what was trained
-        records = train_flow(cfg, run, max_seconds=max(1.0, budget), max_steps=args.max_steps, device=str(device))
+        records = train_flow(cfg, run, max_seconds=max(1.0, budget), max_steps=args.max_steps, device=str(device),
+                             decay_last_s=args.decay_share * budget)  # fmt: skip
+    write_config(run, cfg)  # with the decay's start and end, which the run chose by its speed
     state = load_state(run / "flow.pt")
     args.out.mkdir(parents=True, exist_ok=True)
     weights = state["ema"] or {name: state["models"][name] for name in TRAINABLE}
     save_weights(weights, args.out / WEIGHTS_FILE)
     shutil.copy2(run / "config.json", args.out / "config.json")
     shutil.copy2(run / "log.jsonl", args.out / "log.jsonl")
+    losses = [r["loss"] for r in records if r["stage"] == "flow-base"]  # records also hold the probe's
     summary = {
         "steps": state["step"], "examples": state["step"] * cfg.flow.batch, "device": str(device),
         "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
-        "seconds": round(time.monotonic() - started, 1), "last_loss": records[-1]["loss"] if records else None,
+        "seconds": round(time.monotonic() - started, 1), "last_loss": losses[-1] if losses else None,
         "init": args.init,
     }  # fmt: skip
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

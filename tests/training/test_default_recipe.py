@@ -47,6 +47,21 @@ def test_chunks_are_encoded_once_reused_and_rebuilt_identically():
     assert {t2i for _, t2i in layouts} == {True, False}
 
 
+def test_worker_processes_render_the_same_chunks_ahead_of_time():
+    cfg = preset("tiny-glyph")
+    pipeline = build_pipeline(cfg.architecture, seed=0)
+    here = ChunkedBatches(cfg, pipeline.vae, True, torch.device("cpu"))
+    workers = ChunkedBatches(preset("tiny-glyph", data_workers=2), pipeline.vae, True, torch.device("cpu"))
+    try:
+        steps = [0, 3, 4, 9, 5, 13]  # through consecutive chunks (rendered ahead), a jump ahead and one back
+        for step in steps:
+            a, b = here(step), workers(step)
+            assert a.prompts == b.prompts and torch.equal(a.target, b.target) and torch.equal(a.masks, b.masks)
+        assert workers.next[0] == 13 // steps_per_chunk(cfg) + 1  # the chunk after the last is under way
+    finally:
+        workers.close()
+
+
 def test_resumed_chunked_training_repeats_the_uninterrupted_run(tmp_path):
     cfg = preset("tiny-glyph")
     straight = train_flow(cfg, tmp_path / "a")

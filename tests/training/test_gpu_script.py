@@ -20,7 +20,8 @@ def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(out), "--device", "cpu", "--preset", "tiny-glyph", "--init", "",
-         "--workers", "2", "--chunk", "8", "--batch", "2", "--max-steps", "4", "--minutes", "3"],
+         "--workers", "2", "--chunk", "8", "--batch", "2", "--max-steps", "4", "--minutes", "3", "--decay-share", "1",
+         "--probe-every", "0.001"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -28,8 +29,15 @@ def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
     assert 0 < len(files) <= 8 and all(f.stat().st_size <= 16 * 2**20 for f in files)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 4 and summary["examples"] == 8
-    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
-            if json.loads(line)["stage"] == "flow-base"] == [1, 2, 3, 4]  # fmt: skip
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["stage"] == "flow-base"] == [1, 2, 3, 4]
+    assert [r["step"] for r in log if r["stage"] == "probe"] == [1, 2, 3, 4]  # the learning curve comes back too
+    assert summary["last_loss"] == [r["loss"] for r in log if r["stage"] == "flow-base"][-1]
+    # the whole budget is the decay: it starts after the first step and its end is recorded in the config
+    decay = [r for r in log if r["stage"] == "decay"]
+    assert len(decay) == 1 and decay[0]["step"] == 1 and decay[0]["until"] > 1
+    flow = json.loads((out / "config.json").read_text())["flow"]
+    assert (flow["decay_from"], flow["steps"], flow["final_lr_ratio"]) == (1, decay[0]["until"], 0.0)
 
     runner = CliRunner()
     run = tmp_path / "run"

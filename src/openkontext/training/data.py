@@ -49,8 +49,17 @@ def augment_prompt(prompt: str, generator: torch.Generator, drop: float, insert:
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB -> (3, H, W) float in [-1, 1] (what the pipeline's image processor makes)."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32)
-    return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0
+    return from_bytes(to_bytes(image))
+
+
+def to_bytes(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (3, H, W) uint8: a quarter of the float tensor's size to send between processes."""
+    return torch.from_numpy(np.array(image.convert("RGB"), dtype=np.uint8)).permute(2, 0, 1)
+
+
+def from_bytes(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (any leading shape, any device) -> float in [-1, 1], exactly as ``to_tensor``."""
+    return pixels.float() / 127.5 - 1.0
 
 
 def to_image(tensor: torch.Tensor) -> Image.Image:

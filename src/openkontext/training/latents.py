@@ -19,7 +19,7 @@ from openkontext.engine.conditioning import glyph_strip_size, render_glyphs
 from openkontext.toyworld import CATEGORIES, generate
 
 from .config import TrainConfig
-from .data import edit_examples, to_tensor
+from .data import edit_examples, from_bytes, to_bytes
 
 CHUNK_STREAM = 4
 ENCODE_BATCH = 16
@@ -62,46 +62,59 @@ def chunk_layout(cfg: TrainConfig, chunk: int) -> tuple[tuple[int, int], bool]:
 
 @torch.no_grad()
 def encode(vae, pixels: torch.Tensor) -> torch.Tensor:
-    """Pixels in [-1, 1] -> scaled latents, as ``FluxKontextPipeline._encode_vae_image`` does."""
+    """uint8 pixels (``data.to_bytes``) -> scaled latents, as ``FluxKontextPipeline._encode_vae_image`` does;
+    a GPU takes larger slices than a CPU's memory would want."""
     from .flow import encode_images
 
-    return torch.cat([encode_images(vae, part) for part in pixels.split(ENCODE_BATCH)])
+    size = ENCODE_BATCH if pixels.device.type == "cpu" else 8 * ENCODE_BATCH
+    return torch.cat([encode_images(vae, from_bytes(part)) for part in pixels.split(size)])
 
 
 def chunk_example(cfg: TrainConfig, chunk: int, k: int, size: tuple[int, int], categories: list[str],
                   glyphs: bool) -> tuple:  # fmt: skip
-    """Example ``k`` of a chunk as tensors: (context or None, prompt, target, category, mask, glyph strip or None).
-    A pure function of its arguments, so any process can make it."""
+    """Example ``k`` of a chunk as uint8 tensors (``data.to_bytes``: small to send from a worker process):
+    (context or None, prompt, target, category, change mask, glyph strip or None). A pure function of its
+    arguments, so any process can make it."""
     seed = (cfg.seed * 1_000_003 + CHUNK_STREAM) * 10**9 + chunk * cfg.flow.chunk_examples + k
     sample = generate(seed, split="train", size=size, categories=categories)
     context, prompt, target, mask = edit_examples(sample, np.random.default_rng([cfg.seed, CHUNK_STREAM, chunk, k]))
-    strip = to_tensor(render_glyphs(prompt, glyph_strip_size(*size))) if glyphs else None
-    return (None if context is None else to_tensor(context), prompt, to_tensor(target), sample.category,
-            torch.from_numpy(np.asarray(mask, dtype=np.float32)), strip)  # fmt: skip
+    strip = to_bytes(render_glyphs(prompt, glyph_strip_size(*size))) if glyphs else None
+    return (None if context is None else to_bytes(context), prompt, to_bytes(target), sample.category,
+            torch.from_numpy(np.asarray(mask, dtype=np.uint8)), strip)  # fmt: skip
 
 
 def _chunk_example(args):  # a process pool's entry point
     return chunk_example(*args)
 
 
-def encode_chunk(cfg: TrainConfig, vae, chunk: int, glyphs: bool, device, pool=None) -> EncodedBatch:
-    """The ``chunk_examples`` samples of chunk ``chunk``, encoded by ``vae``; rendered by ``pool`` (an executor
-    with ``map``) when given, else in this process."""
+def chunk_jobs(cfg: TrainConfig, chunk: int, glyphs: bool) -> tuple[list[tuple], bool]:
+    """The arguments of ``chunk_example`` for every example of chunk ``chunk``, and whether it is text-to-image."""
     (width, height), t2i = chunk_layout(cfg, chunk)
     cats = list(cfg.categories or CATEGORIES)
     cats = ["text_to_image"] if t2i else [c for c in cats if c != "text_to_image"]
-    jobs = [(cfg, chunk, k, (width, height), cats, glyphs) for k in range(cfg.flow.chunk_examples)]
-    examples = list(pool.map(_chunk_example, jobs, chunksize=8) if pool is not None else map(_chunk_example, jobs))
+    return [(cfg, chunk, k, (width, height), cats, glyphs) for k in range(cfg.flow.chunk_examples)], t2i
+
+
+def encode_examples(vae, examples: list[tuple], t2i: bool, glyphs: bool, device) -> EncodedBatch:
+    """Rendered examples (``chunk_example``'s tuples) encoded by ``vae``; everything lands on ``device``."""
     contexts, prompts, targets, names, masks, strips = (list(column) for column in zip(*examples))
-    if glyphs:
-        strips = encode(vae, torch.stack(strips).to(device))
-    else:
-        strips = None
+
+    def latents(images: list[torch.Tensor]) -> torch.Tensor:
+        return encode(vae, torch.stack(images).to(device))
+
     return EncodedBatch(
-        target=encode(vae, torch.stack(targets).to(device)),
-        context=None if t2i else encode(vae, torch.stack(contexts).to(device)),
-        glyphs=strips, prompts=prompts, categories=names, masks=torch.stack(masks),
+        target=latents(targets), context=None if t2i else latents(contexts),
+        glyphs=latents(strips) if glyphs else None,
+        prompts=prompts, categories=names, masks=torch.stack(masks).to(device).float(),
     )  # fmt: skip
+
+
+def encode_chunk(cfg: TrainConfig, vae, chunk: int, glyphs: bool, device, pool=None) -> EncodedBatch:
+    """The ``chunk_examples`` samples of chunk ``chunk``, encoded by ``vae``; rendered by ``pool`` (an executor
+    with ``map``) when given, else in this process."""
+    jobs, t2i = chunk_jobs(cfg, chunk, glyphs)
+    examples = list(pool.map(_chunk_example, jobs, chunksize=8) if pool is not None else map(_chunk_example, jobs))
+    return encode_examples(vae, examples, t2i, glyphs, device)
 
 
 def steps_per_chunk(cfg: TrainConfig) -> int:
@@ -119,12 +132,13 @@ def batch_of_chunk(cfg: TrainConfig, chunk_data: EncodedBatch, chunk: int, step_
 
 class ChunkedBatches:
     """step -> encoded batch, keeping the current chunk in memory; ``cfg.data_workers`` processes render the
-    samples (the toy world is pure Python and PIL: one core makes ~200 samples/s at 256²)."""
+    samples (the toy world is pure Python and PIL: one core makes ~200 samples/s at 256²), the next chunk's while
+    the model trains on this one."""
 
     def __init__(self, cfg: TrainConfig, vae, glyphs: bool, device):
         self.cfg, self.vae, self.glyphs, self.device = cfg, vae, glyphs, device
         self.chunk, self.data = None, None
-        self.pool = None
+        self.pool, self.next = None, None  # next: (chunk, t2i, its examples as they are rendered)
         if cfg.data_workers > 0:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -136,8 +150,19 @@ class ChunkedBatches:
         chunk, within = divmod(step, steps_per_chunk(self.cfg))
         if chunk != self.chunk:
             self.chunk = chunk
-            self.data = encode_chunk(self.cfg, self.vae, chunk, self.glyphs, self.device, self.pool)
+            if self.pool is None:
+                self.data = encode_chunk(self.cfg, self.vae, chunk, self.glyphs, self.device)
+            else:
+                if self.next is None or self.next[0] != chunk:
+                    self.next = self._render(chunk)
+                _, t2i, examples = self.next
+                self.data = encode_examples(self.vae, list(examples), t2i, self.glyphs, self.device)
+                self.next = self._render(chunk + 1)  # the workers render it while the model trains on this one
         return batch_of_chunk(self.cfg, self.data, chunk, within)
+
+    def _render(self, chunk: int) -> tuple:
+        jobs, t2i = chunk_jobs(self.cfg, chunk, self.glyphs)
+        return chunk, t2i, self.pool.map(_chunk_example, jobs, chunksize=8)  # submits every job now
 
     def close(self) -> None:
         if self.pool is not None:

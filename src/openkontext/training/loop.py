@@ -69,8 +69,14 @@ class _Clock:
         self.start = self.last = time.monotonic()
         self.max_seconds, self.period = max_seconds, period
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def left(self) -> float:
+        return float("inf") if self.max_seconds is None else self.max_seconds - self.elapsed()
+
     def out_of_time(self) -> bool:
-        return (self.max_seconds is not None and time.monotonic() - self.start >= self.max_seconds) or _stop.is_set()
+        return self.left() <= 0 or _stop.is_set()
 
     def checkpoint_due(self) -> bool:
         if time.monotonic() - self.last >= self.period:
@@ -154,20 +160,34 @@ def train_vae(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None, 
     return records
 
 
+def _ema_copy(modules: dict) -> dict:
+    """A float32 copy of the modules' state on their own device: updating it every step then never waits for a
+    GPU-to-host copy of each tensor (``_ema_update``); ``save`` moves it to the host."""
+    return {n: {k: v.detach().float().clone() for k, v in m.state_dict().items()} for n, m in modules.items()}
+
+
 def _ema_update(ema: dict, modules: dict, decay: float) -> None:
     with torch.no_grad():
         for name, module in modules.items():
             for key, value in module.state_dict().items():
                 if value.dtype.is_floating_point:
-                    ema[name][key].mul_(decay).add_(value.detach().float().cpu(), alpha=1 - decay)
+                    ema[name][key].lerp_(value.detach().float(), 1 - decay)
+
+
+def _on(tree: dict, device) -> dict:
+    return {n: {k: v.to(device) for k, v in part.items()} for n, part in tree.items()}
 
 
 def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None, max_seconds: float | None = None,
-               device: str = "auto", phase: str = "base") -> list[dict]:  # fmt: skip
+               device: str = "auto", phase: str = "base", decay_last_s: float | None = None) -> list[dict]:  # fmt: skip
     """Train (or resume) the transformer and the text encoders on the frozen autoencoder of the run.
 
     ``phase="base"``: the rectified-flow objective (state in ``flow.pt``). ``phase="distill"``: guidance
-    distillation from a frozen copy of the base model (state in ``distill.pt``; see flow.py)."""
+    distillation from a frozen copy of the base model (state in ``distill.pt``; see flow.py).
+
+    ``decay_last_s`` (with ``max_seconds``): a cooldown that fits a time budget. When that many seconds are left,
+    the recipe's decay starts at the current step and ends at the step the run's measured speed reaches by the
+    deadline (``cfg.flow.decay_from`` and ``cfg.flow.steps`` are set, and logged, so the config can record them)."""
     run_dir, dev = _setup(cfg, run_dir, device)
     recipe = cfg.flow
     pipeline = build_pipeline(cfg.architecture, seed=cfg.seed)
@@ -193,9 +213,7 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
          {"params": text_params, "lr": recipe.text_lr}],
         weight_decay=0.0,
     )  # fmt: skip
-    ema = None
-    if recipe.ema > 0:
-        ema = {n: {k: v.detach().float().cpu().clone() for k, v in m.state_dict().items()} for n, m in modules.items()}
+    ema = _ema_copy(modules) if recipe.ema > 0 else None
     step = 0
     state = load_state(state_file)
     if state is not None:
@@ -203,7 +221,7 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
             module.load_state_dict(state["models"][name], strict=False)  # weight-only imports omit buffers
         if state.get("optimizer") is not None:  # imported weights (training/transfer.py) come without one
             optimizer.load_state_dict(state["optimizer"])
-        ema = state.get("ema") or ema
+        ema = _on(state["ema"], dev) if state.get("ema") else ema
         step = state["step"]
     elif (recipe.init_from or recipe.zero_output) and phase == "base":
         if recipe.init_from:
@@ -213,11 +231,11 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
         if recipe.zero_output:
             zero_output(pipeline.transformer)
         if ema is not None:
-            ema = {n: {k: v.detach().float().cpu().clone() for k, v in m.state_dict().items()}
-                   for n, m in modules.items()}  # fmt: skip
+            ema = _ema_copy(modules)
 
     def save():
-        save_state(state_file, {"models": {n: m.state_dict() for n, m in modules.items()}, "ema": ema,
+        save_state(state_file, {"models": {n: m.state_dict() for n, m in modules.items()},
+                                "ema": None if ema is None else _on(ema, "cpu"),
                                 "optimizer": optimizer.state_dict(), "step": step, "phase": phase})  # fmt: skip
 
     text_length = text_length_for(cfg.architecture, pipeline.tokenizer_2)
@@ -254,6 +272,10 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
                       "side": int(batch.target.shape[-1] * pipeline.vae_scale_factor), **parts}
             records.append(record)
             log_line(run_dir, record)
+        if decay_last_s and recipe.decay_from is None and clock.left() <= decay_last_s:
+            recipe.decay_from = step
+            recipe.steps = step + max(1, int(done / clock.elapsed() * clock.left()))
+            log_line(run_dir, {"stage": "decay", "step": step, "until": recipe.steps})
         if clock.checkpoint_due():
             save()
         if probe is not None and probe_clock.checkpoint_due():
