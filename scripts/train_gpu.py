@@ -73,18 +73,19 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    run = Path(tempfile.mkdtemp(prefix="openkontext-gpu-run-"))  # optimiser state stays on the machine
     budget = args.minutes * 60 - (time.monotonic() - started) - EXPORT_RESERVE_S
-    with stop_on_signals():  # a SIGTERM still hands back what was trained
-        records = train_flow(cfg, run, max_seconds=max(1.0, budget), max_steps=args.max_steps, device=str(device),
-                             decay_last_s=args.decay_share * budget)  # fmt: skip
-    write_config(run, cfg)  # with the decay's start and end, which the run chose by its speed
-    state = load_state(run / "flow.pt")
     args.out.mkdir(parents=True, exist_ok=True)
-    weights = state["ema"] or {name: state["models"][name] for name in TRAINABLE}
-    save_weights(weights, args.out / WEIGHTS_FILE)
-    shutil.copy2(run / "config.json", args.out / "config.json")
-    shutil.copy2(run / "log.jsonl", args.out / "log.jsonl")
+    with tempfile.TemporaryDirectory(prefix="openkontext-gpu-run-") as folder:  # optimiser state stays behind
+        run = Path(folder)
+        with stop_on_signals():  # a SIGTERM still hands back what was trained
+            records = train_flow(cfg, run, max_seconds=max(1.0, budget), max_steps=args.max_steps,
+                                 device=str(device), decay_last_s=args.decay_share * budget)  # fmt: skip
+        write_config(run, cfg)  # with the decay's start and end, which the run chose by its speed
+        state = load_state(run / "flow.pt")
+        weights = state["ema"] or {name: state["models"][name] for name in TRAINABLE}
+        save_weights(weights, args.out / WEIGHTS_FILE)
+        shutil.copy2(run / "config.json", args.out / "config.json")
+        shutil.copy2(run / "log.jsonl", args.out / "log.jsonl")
     losses = [r["loss"] for r in records if r["stage"] == "flow-base"]  # records also hold the probe's
     summary = {
         "steps": state["step"], "examples": state["step"] * cfg.flow.batch, "device": str(device),

@@ -5,6 +5,7 @@ resumes training and exports a model the engine serves."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +19,16 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_gpu.py"
 
 def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
     out = tmp_path / "out"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(out), "--device", "cpu", "--preset", "tiny-glyph", "--init", "",
          "--workers", "2", "--chunk", "8", "--batch", "2", "--max-steps", "4", "--minutes", "3", "--decay-share", "1",
          "--probe-every", "0.001"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(scratch)},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert not list(scratch.glob("openkontext-gpu-run-*"))  # the run folder with its optimiser state is gone
     files = list(out.iterdir())
     assert 0 < len(files) <= 8 and all(f.stat().st_size <= 16 * 2**20 for f in files)
     summary = json.loads((out / "summary.json").read_text())
