@@ -58,4 +58,5 @@ def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
     from openkontext.engine.loading import load_engine
 
     engine = load_engine(str(tmp_path / "model"), device="cpu")
-    assert engine.edit([Image.new("RGB", (64, 64), "red")], "Write 'OK'", seed=0, steps=2, guidance=3.0).size == (64, 64)
+    edited = engine.edit([Image.new("RGB", (64, 64), "red")], "Write 'OK'", seed=0, steps=2, guidance=3.0)
+    assert edited.size == (64, 64)
