@@ -109,14 +109,6 @@ def encode_examples(vae, examples: list[tuple], t2i: bool, glyphs: bool, device)
     )  # fmt: skip
 
 
-def encode_chunk(cfg: TrainConfig, vae, chunk: int, glyphs: bool, device, pool=None) -> EncodedBatch:
-    """The ``chunk_examples`` samples of chunk ``chunk``, encoded by ``vae``; rendered by ``pool`` (an executor
-    with ``map``) when given, else in this process."""
-    jobs, t2i = chunk_jobs(cfg, chunk, glyphs)
-    examples = list(pool.map(_chunk_example, jobs, chunksize=8) if pool is not None else map(_chunk_example, jobs))
-    return encode_examples(vae, examples, t2i, glyphs, device)
-
-
 def steps_per_chunk(cfg: TrainConfig) -> int:
     return max(1, cfg.flow.chunk_examples * cfg.flow.reuse // cfg.flow.batch)
 
@@ -150,19 +142,19 @@ class ChunkedBatches:
         chunk, within = divmod(step, steps_per_chunk(self.cfg))
         if chunk != self.chunk:
             self.chunk = chunk
-            if self.pool is None:
-                self.data = encode_chunk(self.cfg, self.vae, chunk, self.glyphs, self.device)
-            else:
-                if self.next is None or self.next[0] != chunk:
-                    self.next = self._render(chunk)
-                _, t2i, examples = self.next
-                self.data = encode_examples(self.vae, list(examples), t2i, self.glyphs, self.device)
-                self.next = self._render(chunk + 1)  # the workers render it while the model trains on this one
+            if self.next is None or self.next[0] != chunk:
+                self.next = self._render(chunk)
+            _, t2i, examples = self.next
+            self.data = encode_examples(self.vae, list(examples), t2i, self.glyphs, self.device)
+            self.next = self._render(chunk + 1)  # workers render it while the model trains on this one
         return batch_of_chunk(self.cfg, self.data, chunk, within)
 
     def _render(self, chunk: int) -> tuple:
+        """(chunk, t2i, its examples): a pool submits every job at once; without one, rendering waits (lazy map)."""
         jobs, t2i = chunk_jobs(self.cfg, chunk, self.glyphs)
-        return chunk, t2i, self.pool.map(_chunk_example, jobs, chunksize=8)  # submits every job now
+        if self.pool is None:
+            return chunk, t2i, map(_chunk_example, jobs)
+        return chunk, t2i, self.pool.map(_chunk_example, jobs, chunksize=8)
 
     def close(self) -> None:
         if self.pool is not None:
