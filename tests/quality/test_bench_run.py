@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from openkontext.quality import ocr
-from openkontext.quality.cli import make_app
+from openkontext.quality.cli import app, make_app
 from openkontext.quality.editors import copy_input, engine_editor, unrelated_scene, wrong_edit
 from openkontext.quality.metrics import psnr
 from openkontext.quality.runner import bench_cases, run_bench, sweep
@@ -92,13 +92,54 @@ def test_sweep_passes_parameters():
         seen.append((steps, guidance))
         return images[0] if images else Image.new("RGB", (width, height))
 
-    res = sweep(editor, "steps", [2, 4], n=1, categories=["local", "style"])
+    res = sweep(lambda _value: editor, "steps", [2, 4], n=1, categories=["local", "style"])
     assert [r["steps"] for r in res["rows"]] == [2, 4]
     assert {s for s, _ in seen} == {2, 4}
     # the copy editor: the local mask keeps the input's pixels (not the target's), the rest is untouched
     local, style = res["quality"][0]["local"], res["quality"][0]["style"]
     assert local["metric"] == "psnr_mask_target" and local["value"] < 30 and local["preservation"] == 60.0
     assert style["metric"] == "psnr_target" and style["value"] < 30
+
+
+def test_sweep_over_preserve_runs_the_editor_built_for_each_value():
+    # the threshold lives in the engine, so the sweep asks for an editor per value; here 0 copies, 1 paints a blob
+    res = sweep(lambda threshold: wrong_edit if threshold else copy_input, "preserve", [0.0, 1.0], n=2,
+                categories=["local"])  # fmt: skip
+    copied, painted = (row["local"]["preservation"] for row in res["quality"])
+    assert copied == 60.0 and painted < 60.0
+    assert [row["preserve"] for row in res["rows"]] == [0.0, 1.0]
+
+
+def test_cli_sweep_over_preserve_builds_an_editor_per_threshold(tmp_path):
+    built = []
+
+    def factory(name, preserve=None):
+        built.append((name, preserve))
+        return copy_input
+
+    result = CliRunner().invoke(make_app(factory), ["sweep", "--model", "m", "--param", "preserve", "--values",
+                                                    "0,0.3", "--n", "1", "--categories", "local", "--seed-start",
+                                                    "5000", "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert built == [("m", 0.0), ("m", 0.3)]
+    assert json.loads((tmp_path / "sweep_preserve.json").read_text())["seed_start"] == 5000
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--param", "preserve", "--values", "0.1,1.5"], "paste-back thresholds lie in 0-1"),
+    (["--param", "steps", "--values", "10,many"], "comma-separated int values"),
+    (["--param", "seed"], "one of guidance, steps, preserve"),
+])  # fmt: skip
+def test_cli_sweep_rejects_bad_values(args, message):
+    result = CliRunner().invoke(make_app(lambda name, preserve=None: copy_input), ["sweep", *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_builtin_editors_have_no_paste_back_threshold():
+    result = CliRunner().invoke(app, ["run", "--model", "copy_input", "--preserve", "0.2", "--n", "1"])
+    assert result.exit_code == 2
+    assert "applies to models" in " ".join(result.output.split())
 
 
 def test_cli_sweep_prints_success_and_quality(tmp_path):

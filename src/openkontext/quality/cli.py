@@ -20,7 +20,10 @@ from .editors import copy_input, unrelated_scene, wrong_edit
 BUILTIN_EDITORS = {"copy_input": copy_input, "wrong_edit": wrong_edit, "unrelated_scene": unrelated_scene}
 
 
-def builtin_factory(model: str):
+def builtin_factory(model: str, preserve: float | None = None):
+    if preserve is not None:
+        raise typer.BadParameter("the paste-back threshold applies to models, not to the built-in editors",
+                                 param_hint="--preserve")
     try:
         return BUILTIN_EDITORS[model]
     except KeyError:
@@ -69,21 +72,32 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
 
     @app.command()
     def sweep(model: str = typer.Option("default", "--model"),
-              param: str = typer.Option("guidance", help="guidance or steps"),
+              param: str = typer.Option("guidance", help="guidance, steps or preserve (the paste-back threshold)"),
               values: str = typer.Option("1.5,2.5,3.5,5", help="comma-separated values"),
               n: int = typer.Option(5, "--n"), categories: str = typer.Option(None),
               size: str = typer.Option("256"), out: Path = typer.Option(Path("bench-out"), "--out"),
               steps: int = typer.Option(50), guidance: float = typer.Option(3.0),
+              seed_start: int = typer.Option(0, help="choose settings on other seeds than the benchmark's (0)"),
               preserve: float = typer.Option(None, min=0.0, max=1.0, help="paste-back threshold")) -> None:
-        """Success rate and each category's quality figure against guidance or steps."""
+        """Success rate and each category's quality figure against guidance, steps or the paste-back threshold."""
         from rich.console import Console
         from rich.table import Table
 
+        from .runner import SWEEP_PARAMS
         from .runner import sweep as run_sweep
-        cast = float if param == "guidance" else int
-        result = run_sweep(_editor(editor_factory, model, preserve), param, [cast(v) for v in values.split(",")], n,
-                           parse_categories(categories), parse_size(size, square=True), out, steps=steps,
-                           guidance=guidance)  # fmt: skip
+        if param not in SWEEP_PARAMS:
+            raise typer.BadParameter(f"one of {', '.join(SWEEP_PARAMS)}", param_hint="--param")
+        points = _sweep_values(param, values)
+        if param == "preserve":
+            def editor_at(threshold):
+                return _editor(editor_factory, model, threshold)
+        else:
+            editor = _editor(editor_factory, model, preserve)
+
+            def editor_at(_value):
+                return editor
+        result = run_sweep(editor_at, param, points, n, parse_categories(categories), parse_size(size, square=True),
+                           out, seed_start, steps=steps, guidance=guidance)  # fmt: skip
         table = Table(title=f"success rate vs {param}")
         cats = [k for k in result["rows"][0] if k != param]
         for col in [param] + cats:
@@ -105,6 +119,17 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
 def _editor(editor_factory, model: str, preserve: float | None):
     """The factory's editor; ``preserve`` (the engine's paste-back threshold) is passed only when asked for."""
     return editor_factory(model) if preserve is None else editor_factory(model, preserve=preserve)
+
+
+def _sweep_values(param: str, values: str) -> list:
+    cast = int if param == "steps" else float
+    try:
+        points = [cast(v) for v in values.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"comma-separated {cast.__name__} values, got {values!r}", param_hint="--values")
+    if param == "preserve" and not all(0.0 <= v <= 1.0 for v in points):
+        raise typer.BadParameter("paste-back thresholds lie in 0-1", param_hint="--values")
+    return points
 
 
 def _figure(value) -> str:

@@ -198,21 +198,27 @@ QUALITY_KEY = {"local": "psnr_mask_target", "global": "psnr_mask_target", "text"
                "iterative": "turn_success"}  # fmt: skip
 
 
-def sweep(editor, param: str, values: list, n: int = 5, categories=None, size=256, out_dir=None,
+SWEEP_PARAMS = ("guidance", "steps", "preserve")
+
+
+def sweep(editor_at, param: str, values: list, n: int = 5, categories=None, size=256, out_dir=None,
           seed_start: int = 0, *, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE) -> dict:
-    """Success rate per category as ``param`` ("guidance" or "steps") takes each of ``values``; ``quality`` holds
-    each category's QUALITY_KEY figure and preservation at every value."""
-    if param not in ("guidance", "steps"):
-        raise ValueError("param must be 'guidance' or 'steps'")
+    """Success rate per category as ``param`` (one of SWEEP_PARAMS) takes each of ``values``; ``quality`` holds
+    each category's QUALITY_KEY figure and preservation at every value. ``editor_at(value)`` is the editor to run
+    at a value: for guidance and steps the same editor every time (the runner passes the value to it), for
+    preserve (the engine's paste-back threshold, a property of the loaded engine) one built with that threshold."""
+    if param not in SWEEP_PARAMS:
+        raise ValueError(f"param must be one of {', '.join(SWEEP_PARAMS)}")
     rows, quality = [], []
     for v in values:
-        kw = {"steps": steps, "guidance": guidance, param: v}
-        res = run_bench(editor, n, categories, size, None, seed_start, references=False, **kw)
+        kw = {"steps": steps, "guidance": guidance} | ({param: v} if param != "preserve" else {})
+        res = run_bench(editor_at(v), n, categories, size, None, seed_start, references=False, **kw)
         summ = res.summaries["model"]
         rows.append({param: v, **{c: summ[c]["success_rate"] for c in summ}})
         quality.append({param: v, **{c: {"metric": QUALITY_KEY[c], "value": summ[c].get(QUALITY_KEY[c]),
                                          "preservation": summ[c].get("preservation")} for c in summ}})
-    result = {"param": param, "values": list(values), "rows": rows, "quality": quality, "n_per_category": n}
+    result = {"param": param, "values": list(values), "rows": rows, "quality": quality, "n_per_category": n,
+              "seed_start": seed_start}
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / f"sweep_{param}.json").write_text(json.dumps(result, indent=1))
