@@ -338,11 +338,11 @@ def download(
 def bench_editor(model: str, preserve: float | None = None):
     """``--model`` for the benchmark: a built-in reference editor's name, or a model for ``load_engine``."""
     from .engine.loading import load_engine
-    from .quality.cli import BUILTIN_EDITORS
+    from .quality.cli import BUILTIN_EDITORS, builtin_factory
     from .quality.editors import engine_editor
 
     if model in BUILTIN_EDITORS:
-        return BUILTIN_EDITORS[model]
+        return builtin_factory(model, preserve)
     engine = load_engine(model, preserve=preserve)
     if engine.info.placeholder:
         console.print(f"[yellow]Note:[/yellow] model is {engine.info.name}: {engine.info.description}.")
