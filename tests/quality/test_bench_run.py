@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import typer
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -140,6 +141,12 @@ def test_builtin_editors_have_no_paste_back_threshold():
     result = CliRunner().invoke(app, ["run", "--model", "copy_input", "--preserve", "0.2", "--n", "1"])
     assert result.exit_code == 2
     assert "applies to models" in " ".join(result.output.split())
+    # the same through ``openkontext bench``, whose factory also loads models
+    from openkontext.cli import bench_editor
+
+    assert bench_editor("copy_input") is copy_input
+    with pytest.raises(typer.BadParameter, match="applies to models"):
+        bench_editor("copy_input", preserve=0.2)
 
 
 def test_cli_sweep_prints_success_and_quality(tmp_path):
