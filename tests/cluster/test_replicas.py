@@ -400,8 +400,14 @@ def test_no_task_is_lost_or_duplicated_through_crashes_and_restarts(cluster):
 
         def both_busy():
             samples = metrics(b)
-            return by_worker_pid(samples, "openkontext_worker_running") == dict.fromkeys(pids, 1) and (
-                gauge(samples, "openkontext_queue_depth") >= 2)
+            if by_worker_pid(samples, "openkontext_worker_running") == dict.fromkeys(pids, 1) and (
+                    gauge(samples, "openkontext_queue_depth") >= 2):
+                return True
+            # On a loaded machine one worker may start polling only after the other has drained the queue (CI saw
+            # it): keep long tasks queued, bounded, until both are seen busy at once.
+            if len(tasks) < 16 and gauge(samples, "openkontext_queue_depth") < 2:
+                tasks.append(accepted(next(replicas), steps=LONG_STEPS, seed=len(tasks), **hooks))
+            return False
 
         assert eventually(both_busy, timeout=120, interval=0.05), [(s.name, s.labels, s.value) for s in metrics(b)]
         # (a) A worker frozen past its lease (a long pause, a stalled VM): the other takes its job over, and when it
@@ -416,13 +422,14 @@ def test_no_task_is_lost_or_duplicated_through_crashes_and_restarts(cluster):
         # claims while the woken worker backs off (up to 10 s after its fenced job), so a long task is added
         # whenever the queue runs dry: once the survivor runs one, the next waits for the woken worker. (Short ones
         # let the survivor take every task on a loaded machine, as CI saw.)
-        tasks += [accepted(replica, steps=40, seed=index, **hooks) for index, replica in zip((10, 11), (a, b))]
+        tasks += [accepted(replica, steps=40, seed=len(tasks) + k, **hooks) for k, replica in enumerate((a, b))]
+        most_tasks = len(tasks) + 4
         db = sqlalchemy.create_engine(cluster.database_url)  # one engine for the polls below (pooled connection)
 
         def doomed_holds_a_job() -> bool:
             if holds_a_job(db, doomed):
                 return True
-            if len(tasks) < 16 and gauge(metrics(b), "openkontext_queue_depth") == 0:  # bounded: work left below
+            if len(tasks) < most_tasks and gauge(metrics(b), "openkontext_queue_depth") == 0:  # bounded: see below
                 tasks.append(accepted(next(replicas), steps=LONG_STEPS, seed=len(tasks), **hooks))
             return False
 
@@ -436,7 +443,7 @@ def test_no_task_is_lost_or_duplicated_through_crashes_and_restarts(cluster):
         a.start(STARTUP_S)
 
         ended = {}
-        deadline = time.monotonic() + 900  # a bound: at most ~1,500 steps of work are left for one worker
+        deadline = time.monotonic() + 900  # a bound: at most ~2,000 steps of work in all, for one worker
         while len(ended) < len(tasks) and time.monotonic() < deadline:
             for task in tasks:
                 if task not in ended and (view := settled(b, task)):
