@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from openkontext.engine.conditioning import GLYPH_INDEX, glyph_strip_size
-from openkontext.engine.configs import build_pipeline
+from openkontext.engine.configs import CONFIGS, build_pipeline
 from openkontext.training.checkpoint import branch_for_cooldown, export, read_config, warm_start
 from openkontext.training.config import FlowRecipe, preset
 from openkontext.training.flow import draw_sigma, token_weights, weighted_mse
@@ -264,3 +264,44 @@ def test_prompt_augmentation_drops_and_inserts_words_but_never_touches_quotes():
     some = [augment_prompt(prompt, gen(), 0.3, 0.3) for _ in range(2)]
     assert some[0] == some[1] != prompt  # a pure function of the generator's state
     assert all("'KELLAR SIGN'" in s and "\u2018SUMITH\u2019" in s for s in some)
+
+
+def test_a_deeper_transformer_warm_starts_as_the_trained_one_and_still_learns(tmp_path):
+    source = build_pipeline("tiny-glyph", seed=1)
+    source.save_pretrained(tmp_path / "model")
+    shallow = CONFIGS["tiny-glyph"]
+    deeper = dataclasses.replace(shallow, transformer={**shallow.transformer, "num_layers": 2, "num_single_layers": 3})
+    target = build_pipeline(deeper, seed=2)
+    assert warm_start({"transformer": target.transformer}, tmp_path / "model") == []
+    state = target.transformer.state_dict()
+    # the copy after each trained block has its gates closed and everything else of the trained block
+    gate_rows = slice(2 * 32, 3 * 32)  # the single block's modulation: shift, scale, gate (32 wide each)
+    assert torch.count_nonzero(state["single_transformer_blocks.2.norm.linear.weight"][gate_rows]) == 0
+    assert torch.equal(state["single_transformer_blocks.2.norm.linear.weight"][:64],
+                       state["single_transformer_blocks.0.norm.linear.weight"][:64])
+    assert torch.count_nonzero(state["single_transformer_blocks.0.norm.linear.weight"][gate_rows]) > 0
+    assert torch.equal(state["transformer_blocks.1.attn.to_q.weight"],
+                       source.transformer.state_dict()["transformer_blocks.0.attn.to_q.weight"])
+
+    generator = torch.Generator().manual_seed(0)
+    inputs = dict(hidden_states=torch.randn(1, 16, 16, generator=generator),
+                  encoder_hidden_states=torch.randn(1, 5, 32, generator=generator),
+                  pooled_projections=torch.randn(1, 32, generator=generator), timestep=torch.tensor([0.6]),
+                  img_ids=torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(4.0), torch.arange(4.0),
+                                                     indexing="ij"), -1).reshape(16, 3),
+                  txt_ids=torch.zeros(5, 3), guidance=torch.tensor([3.0]), return_dict=False)  # fmt: skip
+    with torch.no_grad():
+        assert torch.allclose(target.transformer(**inputs)[0], source.transformer(**inputs)[0], atol=1e-6)
+    # a closed gate still gets a gradient: training can open it
+    target.transformer.requires_grad_(True)
+    target.transformer(**inputs)[0].square().mean().backward()
+    grad = target.transformer.single_transformer_blocks[2].norm.linear.weight.grad[gate_rows]
+    assert torch.count_nonzero(grad) > 0
+
+
+def test_deepening_refuses_a_depth_that_is_not_a_multiple(tmp_path):
+    build_pipeline("tiny-glyph", seed=1).save_pretrained(tmp_path / "model")
+    shallow = CONFIGS["tiny-glyph"]
+    odd = build_pipeline(dataclasses.replace(shallow, transformer={**shallow.transformer, "num_layers": 0}), seed=2)
+    with pytest.raises(ValueError, match="num_layers from 1 to 0"):
+        warm_start({"transformer": odd.transformer}, tmp_path / "model")

@@ -96,13 +96,21 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 def warm_start(modules: dict, folder: Path) -> list[str]:
     """Copy every tensor of a model folder whose name and shape match into ``modules`` (name -> module); returns
-    the names of the tensors that did not fit (new shapes start from their initialisation)."""
+    the names of the tensors that did not fit (new shapes start from their initialisation). A transformer with
+    more blocks than the folder's starts as the folder's, each block followed by gated-off copies (growth.py)."""
     from safetensors.torch import load_file
+
+    from .growth import COUNT_FIELD, deepen
 
     skipped = []
     for name, module in modules.items():
         files = sorted((Path(folder) / name).glob("*.safetensors"))
         source = {k: v for f in files for k, v in load_file(f).items()}
+        config_file = Path(folder) / name / "config.json"
+        if name == "transformer" and config_file.exists():
+            have = json.loads(config_file.read_text())
+            if any(have[field] != module.config[field] for field in COUNT_FIELD.values()):
+                source = deepen(source, have, module.config)
         own = module.state_dict()
         fitting = {k: v.to(own[k].dtype) for k, v in source.items() if k in own and own[k].shape == v.shape}
         # a tied tensor (T5's encoder.embed_tokens is its `shared`) is saved once and loaded under the other name

@@ -60,8 +60,14 @@ DEFAULT_RESIDUAL_MODEL = dataclasses.replace(DEFAULT_MODEL, prediction="context_
 # world's training vocabulary instead of bytes: held-out phrasings reach the model through the words they share.
 DEFAULT_WORDS_MODEL = dataclasses.replace(DEFAULT_RESIDUAL_MODEL, text_vocab=prompt_words())
 
+# The word-token architecture twice as deep (4 double + 8 single blocks, ~10 M transformer parameters): is the 5 M
+# model's plateau a capacity limit? Warm-started from a 2 + 4 model, it starts computing exactly what that one does.
+DEFAULT_DEEP_MODEL = dataclasses.replace(
+    DEFAULT_WORDS_MODEL, transformer={**DEFAULT_WORDS_MODEL.transformer, "num_layers": 4, "num_single_layers": 8})
+
 MODELS: dict[str, KontextConfig] = {
     "default": DEFAULT_MODEL, "default-residual": DEFAULT_RESIDUAL_MODEL, "default-words": DEFAULT_WORDS_MODEL,
+    "default-deep": DEFAULT_DEEP_MODEL,
     "toy-v1": TOY_V1_MODEL, **CONFIGS,
     "tiny-residual": dataclasses.replace(CONFIGS["tiny-glyph"], prediction="context_residual"),  # for the tests
     "tiny-words": dataclasses.replace(CONFIGS["tiny-glyph"], prediction="context_residual", text_vocab=prompt_words()),
@@ -216,6 +222,9 @@ PRESETS["default-residual"] = _variant("default", "default-residual", zero_outpu
 # they share.
 PRESETS["default-words"] = _variant("default", "default-words", sigma_floor=0.25, prompt_word_drop=0.05,
                                     prompt_word_insert=0.1)  # fmt: skip
+# The word recipe on the deeper architecture, warm-started from the shipped model (growth.py: the extra blocks start
+# as gated-off copies of the trained ones).
+PRESETS["default-deep"] = _variant("default-words", "default-deep")
 
 
 def preset(name: str, **overrides) -> TrainConfig:
