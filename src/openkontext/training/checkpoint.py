@@ -97,7 +97,8 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 def warm_start(modules: dict, folder: Path) -> list[str]:
     """Copy every tensor of a model folder whose name and shape match into ``modules`` (name -> module); returns
     the names of the tensors that did not fit (new shapes start from their initialisation). A transformer with
-    more blocks than the folder's starts as the folder's, each block followed by gated-off copies (growth.py)."""
+    a whole multiple of the folder's blocks starts as the folder's, each block followed by gated-off copies
+    (growth.py); any other depth is a ValueError."""
     from safetensors.torch import load_file
 
     from .growth import COUNT_FIELD, deepen
