@@ -19,7 +19,8 @@ from openkontext.training.checkpoint import branch_for_cooldown, export, read_co
 from openkontext.training.config import FlowRecipe, preset
 from openkontext.training.flow import draw_sigma, token_weights, weighted_mse
 from openkontext.training.latents import ChunkedBatches, chunk_layout, steps_per_chunk
-from openkontext.training.loop import lr_factor, train_flow
+from openkontext.training import loop
+from openkontext.training.loop import autocast_dtype, lr_factor, train_flow
 
 
 def _losses(records):
@@ -45,6 +46,25 @@ def test_chunks_are_encoded_once_reused_and_rebuilt_identically():
     layouts = {chunk_layout(cfg, c) for c in range(40)}
     assert {size for size, _ in layouts} == {(32, 32), (64, 64)}
     assert {t2i for _, t2i in layouts} == {True, False}
+
+
+def test_cpu_training_runs_in_bf16_only_where_the_cpu_computes_it(monkeypatch, tmp_path):
+    cfg, cpu = preset("tiny-glyph"), torch.device("cpu")
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    assert autocast_dtype(cfg, cpu) is None
+    fp32 = _losses(train_flow(cfg, tmp_path / "fp32", max_steps=4))
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    assert autocast_dtype(cfg, cpu) == torch.bfloat16
+    assert autocast_dtype(preset("tiny-glyph", mixed_precision="no"), cpu) is None
+    bf16 = _losses(train_flow(cfg, tmp_path / "bf16", max_steps=4))
+    # the same chunks, noise and updates: bf16 differs from fp32 by rounding only, and it did differ
+    assert [step for step, _ in bf16] == [step for step, _ in fp32] == [1, 2, 3, 4]
+    assert [loss for _, loss in bf16] == pytest.approx([loss for _, loss in fp32], rel=0.05)
+    assert bf16 != fp32
+    # chunks encoded under autocast are kept in float32: the flow's noise mixing and targets are computed from them
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        batch = ChunkedBatches(cfg, build_pipeline(cfg.architecture, seed=0).vae, True, cpu)(0)
+    assert batch.target.dtype == batch.glyphs.dtype == torch.float32
 
 
 def test_worker_processes_render_the_same_chunks_ahead_of_time():

@@ -47,11 +47,12 @@ def text_length_for(architecture, tokenizer) -> TextLength:
 
 
 def encode_images(vae, pixels: torch.Tensor) -> torch.Tensor:
-    """Pixels in [-1, 1] -> scaled latents, as ``FluxKontextPipeline._encode_vae_image`` (posterior mode)."""
+    """Pixels in [-1, 1] -> scaled latents, as ``FluxKontextPipeline._encode_vae_image`` (posterior mode); float32
+    also when the encoder ran under bf16 autocast (the flow's noise mixing and targets are computed from them)."""
     encoded = vae.encode(pixels.to(vae.dtype))
     # AutoencoderKL: the posterior's mode; TinyAutoencoder: deterministic latents (diffusers' retrieve_latents)
     latents = encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else encoded.latents
-    return (latents - vae.config.shift_factor) * vae.config.scaling_factor
+    return (latents.float() - vae.config.shift_factor) * vae.config.scaling_factor
 
 
 def pack(latents: torch.Tensor, index: int, device) -> tuple[torch.Tensor, torch.Tensor]:

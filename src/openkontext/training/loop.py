@@ -11,10 +11,12 @@ import logging
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
+from openkontext.engine.acceleration.devices import cpu_has_native_bf16
 from openkontext.engine.configs import build_pipeline
 from openkontext.engine.model_info import read_card
 
@@ -38,10 +40,19 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _autocast(cfg: TrainConfig, device: torch.device):
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The dtype the loops compute in under autocast, or None for fp32. bf16 also on a CPU that computes it in
+    hardware (benchmarks/training_throughput.py); elsewhere it is emulated."""
     if device.type == "cuda" and cfg.mixed_precision in ("bf16", "fp16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float16)
-    return contextlib.nullcontext()
+        return torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float16
+    if device.type == "cpu" and cfg.mixed_precision == "bf16" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    dtype = autocast_dtype(cfg, device)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def _generator(cfg: TrainConfig, step: int, stream: int) -> torch.Generator:
@@ -108,6 +119,8 @@ def _setup(cfg: TrainConfig, run_dir: Path, device: str):
     # the stock pipeline warns on every prompt longer than CLIP's window (the pooled vector reads its first bytes)
     for name in ("diffusers.pipelines.flux.pipeline_flux_kontext", "diffusers.pipelines.flux.pipeline_flux"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # under bf16 autocast the transformer's RMSNorm (bf16 input, fp32 weight) takes torch's unfused path, correctly
+    warnings.filterwarnings("ignore", message="Mismatch dtype between input and weight")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir = Path(run_dir)
@@ -250,7 +263,8 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
     params = [p for group in optimizer.param_groups for p in group["params"]]
     records, clock, done = [], _Clock(max_seconds, cfg.ckpt_every_s), 0
     while step < recipe.steps and (max_steps is None or done < max_steps) and not clock.out_of_time():
-        batch = batches(step)
+        with _autocast(cfg, dev):
+            batch = batches(step)  # a new chunk's encoding runs under autocast too (half its time in bf16)
         generator = _generator(cfg, step, 2)
         torch.manual_seed(_generator(cfg, step, 3).initial_seed())  # text-encoder dropout: a function of the step
         _set_lr(optimizer, step, recipe, [recipe.lr, recipe.text_lr])
