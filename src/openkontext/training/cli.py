@@ -39,7 +39,7 @@ MAX_SECONDS = typer.Option(None, "--max-seconds", help="stop (with a checkpoint)
 MAX_STEPS = typer.Option(None, "--max-steps", help="stop after this many steps in this call")
 STEPS = typer.Option(None, "--steps", help="total steps of the stage (overrides the recipe)")
 BATCH = typer.Option(None, "--batch", help="batch size (overrides the recipe)")
-DEVICE = typer.Option("auto", "--device", help="auto: CUDA when available (bf16 autocast), else CPU")
+DEVICE = typer.Option("auto", "--device", help="auto: CUDA when available, else CPU (bf16 where native)")
 THREADS = typer.Option(None, "--threads", help="torch CPU threads")
 
 
