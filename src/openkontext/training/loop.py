@@ -50,8 +50,8 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
     return None
 
 
-def _autocast(cfg: TrainConfig, device: torch.device):
-    dtype = autocast_dtype(cfg, device)
+def _autocast(dtype: torch.dtype | None, device: torch.device):
+    """``autocast_dtype``'s answer as a context (decided once per call of a loop: it reads the CPU's flags)."""
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
@@ -147,11 +147,12 @@ def train_vae(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None, 
         save_state(run_dir / "vae.pt", {"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
 
     records, clock, done = [], _Clock(max_seconds, cfg.ckpt_every_s), 0
+    amp = autocast_dtype(cfg, dev)
     while step < recipe.steps and (max_steps is None or done < max_steps) and not clock.out_of_time():
         x = vae_batch(cfg, step).to(dev)
         torch.manual_seed(_generator(cfg, step, 3).initial_seed())  # dropout etc.: a function of the step too
         _set_lr(optimizer, step, recipe, [recipe.lr])
-        with _autocast(cfg, dev):
+        with _autocast(amp, dev):
             loss, parts = vae_loss(vae, x, recipe, _generator(cfg, step, 1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -262,13 +263,14 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
     probe_clock = _Clock(None, cfg.probe_every_s or 1e18)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     records, clock, done = [], _Clock(max_seconds, cfg.ckpt_every_s), 0
+    amp = autocast_dtype(cfg, dev)
     while step < recipe.steps and (max_steps is None or done < max_steps) and not clock.out_of_time():
-        with _autocast(cfg, dev):
+        with _autocast(amp, dev):
             batch = batches(step)  # a new chunk's encoding runs under autocast too (half its time in bf16)
         generator = _generator(cfg, step, 2)
         torch.manual_seed(_generator(cfg, step, 3).initial_seed())  # text-encoder dropout: a function of the step
         _set_lr(optimizer, step, recipe, [recipe.lr, recipe.text_lr])
-        with _autocast(cfg, dev):
+        with _autocast(amp, dev):
             if teacher is None:
                 loss, parts = flow_loss(pipeline, batch, recipe, text_length, generator, dev)
             else:
