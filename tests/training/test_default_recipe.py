@@ -102,6 +102,18 @@ def test_high_noise_share_spares_the_categories_with_many_answers():
     assert float((plain[:200] < 0.9).float().mean()) > 0.5
 
 
+def test_low_noise_share_covers_the_samplers_last_steps_for_every_category():
+    config = {"base_image_seq_len": 256, "max_image_seq_len": 4096, "base_shift": 0.5, "max_shift": 1.15}
+    cats = ["local", "text_to_image"] * 500
+    plain = draw_sigma(FlowRecipe(high_noise_share=0.5), cats, 256, config, torch.Generator().manual_seed(0))
+    assert float((plain < 0.1).float().mean()) < 0.01  # the logit-normal almost never reaches the last steps
+    recipe = FlowRecipe(high_noise_share=0.5, low_noise_share=0.25, low_noise_max=0.2)
+    sigma = draw_sigma(recipe, cats, 256, config, torch.Generator().manual_seed(0))
+    for share in (sigma[0::2] < 0.1, sigma[1::2] < 0.1):  # local and text-to-image alike
+        assert 0.08 < float(share.float().mean()) < 0.18  # ~ 0.25 x 0.1 / 0.2 = 12.5 %
+    assert float(sigma.min()) > 0 and float((sigma <= 0.2).float().mean()) > 0.2
+
+
 def test_per_sample_weights_give_small_and_large_changes_the_same_share():
     masks = torch.zeros(2, 64, 64)
     masks[0, :16, :16] = 1  # one token of 16 changed
@@ -141,6 +153,14 @@ def test_probe_reports_every_category_against_the_copy_baseline(tmp_path):
     row = [line for line in prompt_rows if line.startswith("| 1 | 2 |")][0]
     assert f"| {local['changed'] / local['changed_empty']:.2f} |" in row
     assert "| 1–1 |" in printed.output
+    low = CliRunner().invoke(app, ["curve", "--run", str(tmp_path / "run"), "--sigma", "0.05"])
+    row = [line for line in low.output.splitlines() if line.startswith("| 1 | 2 |")][0]
+    local = probe["local"]["0.05"]  # the sampler's last steps: the low-noise point has its own row
+    assert "sigma 0.05" in low.output
+    assert f"{local['changed'] / local['copy']:.2f}" in row if local["copy"] else "–" in row
+    assert local["changed"] != probe["local"]["0.9"]["changed"]
+    wrong = CliRunner().invoke(app, ["curve", "--run", str(tmp_path / "run"), "--sigma", "0.3"])
+    assert wrong.exit_code != 0 and "0.9, 0.5, 0.05" in wrong.output
 
 
 def test_warm_start_copies_matching_tensors_and_reports_new_ones(tmp_path):

@@ -98,14 +98,18 @@ def cooldown(run: Path = RUN, out: Path = typer.Option(..., "--out", help="the c
 
 
 @app.command()
-def curve(run: Path = RUN, stretch: int = typer.Option(1000, "--stretch", help="steps per loss row")) -> None:
+def curve(run: Path = RUN, stretch: int = typer.Option(1000, "--stretch", help="steps per loss row"),
+          sigma: str = typer.Option("0.9", "--sigma", help="the probe's noise level: 0.9, 0.5 or 0.05")) -> None:
     """Print the run's learning curve: the probe per category against steps and hours, and the loss per stretch."""
     from .checkpoint import read_config
     from .curve import loss_table, probe_table, prompt_table
+    from .probe import PROBE_SIGMAS
 
+    if sigma not in {str(s) for s in PROBE_SIGMAS}:
+        raise typer.BadParameter(f"the probe measures sigma {', '.join(map(str, PROBE_SIGMAS))}", param_hint="--sigma")
     cfg = read_config(run)
-    typer.echo("Probe (changed-token velocity error / copy baseline's, sigma 0.9; below 1 beats copying):\n")
-    typer.echo(probe_table(run, cfg.flow.batch))
+    typer.echo(f"Probe (changed-token velocity error / copy baseline's, sigma {sigma}; below 1 beats copying):\n")
+    typer.echo(probe_table(run, cfg.flow.batch, sigma))
     typer.echo("\nPrompt use (changed-token error with the prompt / with the empty prompt; below 1 it helps):\n")
     typer.echo(prompt_table(run, cfg.flow.batch))
     typer.echo("\nFlow loss per stretch:\n")

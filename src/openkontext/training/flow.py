@@ -30,6 +30,7 @@ from diffusers import FluxKontextPipeline
 from diffusers.pipelines.flux.pipeline_flux_kontext import calculate_shift
 
 from openkontext.engine.conditioning import GLYPH_INDEX, batch_text_length, glyph_strip_size, render_glyphs
+from openkontext.engine.prediction import MIN_SIGMA
 
 from .config import FlowRecipe
 from .data import augment_prompt, to_tensor
@@ -123,14 +124,19 @@ def encode_batch(pipeline, batch, glyphs: bool, device) -> EncodedBatch:
 def draw_sigma(recipe: FlowRecipe, categories: list[str], image_seq_len: int, scheduler_config,
                generator: torch.Generator) -> torch.Tensor:  # fmt: skip
     """Per-sample sigma: the sampler's shifted logit-normal, or, for a ``high_noise_share`` of the
-    near-deterministic categories' samples, uniform in [high_noise_min, 1]."""
+    near-deterministic categories' samples, uniform in [high_noise_min, 1], and for a ``low_noise_share`` of all
+    samples uniform in [0, low_noise_max] (kept above the prediction's MIN_SIGMA)."""
     b = len(categories)
     u = torch.sigmoid(recipe.logit_mean + recipe.logit_std * torch.randn(b, generator=generator))
     sigma = shift_sigma(u.clamp(1e-4, 1 - 1e-4), image_seq_len, scheduler_config)
     high = recipe.high_noise_min + (1 - recipe.high_noise_min) * torch.rand(b, generator=generator)
     pick = torch.rand(b, generator=generator) < recipe.high_noise_share
     pick &= torch.tensor([c not in recipe.sampler_categories for c in categories])
-    return torch.where(pick, high, sigma)
+    sigma = torch.where(pick, high, sigma)
+    if recipe.low_noise_share:  # drawn only when asked, so older runs resume on the same random stream
+        low = (recipe.low_noise_max * torch.rand(b, generator=generator)).clamp_min(MIN_SIGMA)
+        sigma = torch.where(torch.rand(b, generator=generator) < recipe.low_noise_share, low, sigma)
+    return sigma
 
 
 def prepare(pipeline, batch: EncodedBatch, recipe: FlowRecipe, generator: torch.Generator, device) -> dict:

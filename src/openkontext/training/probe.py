@@ -2,8 +2,8 @@
 
 The benchmark samples full edits (50 steps each) and its success rates stay at 0 % long after the model starts to
 learn; the probe measures the velocity error directly, on 64 fixed held-out cases (about nine per category, at the
-model's native side), at two noise levels (σ = 0.9, where a near-deterministic edit is decided, and σ = 0.5), per
-category:
+model's native side), at three noise levels (σ = 0.9, where a near-deterministic edit is decided, σ = 0.5, and
+σ = 0.05, where the sampler's last steps turn the model's prediction into the output image), per category:
 
 - ``changed``: mean squared velocity error on the tokens the edit changes (more than half of the token's patch);
 - ``copy``: the same error for the *copy baseline* — a model that returns the context image as its answer
@@ -32,7 +32,7 @@ from .flow import context_sequence, encode_batch, encode_text, pack, text_length
 from .latents import EncodedBatch
 
 PROBE_CASES = 64
-PROBE_SIGMAS = (0.9, 0.5)
+PROBE_SIGMAS = (0.9, 0.5, 0.05)
 PROBE_SEED = 770_000
 
 

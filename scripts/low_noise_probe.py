@@ -1,0 +1,77 @@
+"""Does the model improve on the noisy latent at the sampler's last steps? Its x0 error across sigma, as a ratio to
+answering the noisy latent itself (x0 = x_sigma, whose error is sigma² times the noise's), on the 64 probe cases.
+
+    python scripts/low_noise_probe.py --run runs/w2-coolC
+
+The last Euler step of the sampler lands on the model's x0 prediction at the smallest sigma (0.033 at 50 steps for a
+256² image), so that prediction *is* the output image. A ratio above 1 there means the last steps add error to an
+image that was already closer to right: the finding behind the recipe's ``low_noise_share`` (docs/training.md,
+"Low noise"). One thread; about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from openkontext.quiet import quiet_libraries
+
+quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
+
+from openkontext.training.checkpoint import build_trained_pipeline
+from openkontext.training.flow import context_sequence, encode_text, pack, velocity
+from openkontext.training.loop import TRAINABLE
+from openkontext.training.probe import PROBE_SEED, Probe
+
+SIGMAS = (0.033, 0.05, 0.1, 0.2, 0.5, 0.9)
+
+
+@torch.no_grad()
+def x0_ratios(probe: Probe, pipeline, sigmas=SIGMAS) -> dict[str, dict[float, tuple[float, float | None]]]:
+    """category -> sigma -> (changed tokens, unchanged tokens): model x0 error / the noisy latent's x0 error."""
+    generator = torch.Generator().manual_seed(PROBE_SEED)
+    patch = 2 * pipeline.vae_scale_factor
+    out: dict[str, dict[float, tuple[float, float | None]]] = {}
+    for category, batch in probe.batches.items():
+        x0, ids = pack(batch.target, 0, probe.device)
+        context, context_ids = context_sequence(batch.context, batch.glyphs, probe.device)
+        changed = torch.nn.functional.avg_pool2d(batch.masks.unsqueeze(1), patch).flatten(1) > 0.5
+        text = encode_text(pipeline, batch.prompts, probe.text_length, probe.device)
+        out[category] = {}
+        for sigma in sigmas:
+            noise = torch.randn(x0.shape, generator=generator)
+            s = torch.full((x0.shape[0],), sigma)
+            noisy = (1 - sigma) * x0 + sigma * noise
+            v = velocity(pipeline, noisy, context, ids, context_ids, s, torch.full_like(s, 3.0), *text).float()
+            model = (noisy - sigma * v - x0).pow(2).mean(-1)
+            still = (noisy - x0).pow(2).mean(-1)
+            ratio = [float(model[m].mean() / still[m].mean()) if m.any() else None for m in (changed, ~changed)]
+            out[category][sigma] = (ratio[0], ratio[1])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="run folder: its recipe, EMA weights, probe cases")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    pipeline, cfg, steps = build_trained_pipeline(args.run)
+    for name in TRAINABLE:
+        getattr(pipeline, name).eval()
+    probe = Probe(cfg, args.run, pipeline, torch.device("cpu"))
+    ratios = x0_ratios(probe, pipeline)
+    categories = list(ratios)
+    print(f"{args.run} at step {steps['flow_steps']}: x0 error / the noisy latent's, changed tokens "
+          "(unchanged tokens of local edits in the last column); below 1 the model improves on its input")
+    print("| sigma | " + " | ".join(categories) + " | unchanged (local) |")
+    print("|---" * (len(categories) + 2) + "|")
+    for sigma in SIGMAS:
+        cells = [f"{ratios[c][sigma][0]:.2f}" for c in categories]
+        unchanged = ratios["local"][sigma][1]
+        print(f"| {sigma} | " + " | ".join(cells) + f" | {unchanged:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""scripts/low_noise_probe.py: the model's x0 error across sigma against the noisy latent's own. A transformer that
+outputs zero velocity answers x0 = x_sigma, so its ratio must be exactly 1 at every sigma; one that answers x0 = 0
+has error |x0|² against sigma² |noise - x0|², so its ratio grows as 1 / sigma²; the script prints one row per sigma
+for a trained run."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from openkontext.training import preset
+from openkontext.training.checkpoint import build_trained_pipeline
+from openkontext.training.loop import train_flow
+from openkontext.training.probe import Probe
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "low_noise_probe.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("low_noise_probe", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("run")
+    train_flow(preset("tiny-glyph", **{"flow.steps": 2}), folder)
+    return folder
+
+
+def test_a_model_that_leaves_the_noisy_latent_alone_scores_exactly_one(run):
+    pipeline, cfg, _ = build_trained_pipeline(run)
+    with torch.no_grad():
+        pipeline.transformer.proj_out.weight.zero_()
+        pipeline.transformer.proj_out.bias.zero_()
+    ratios = _script().x0_ratios(Probe(cfg, run, pipeline, torch.device("cpu")), pipeline)
+    for category, by_sigma in ratios.items():
+        for sigma, (changed, unchanged) in by_sigma.items():
+            assert changed == pytest.approx(1.0, abs=1e-4), (category, sigma)
+            assert unchanged is None or unchanged == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_model_that_answers_zero_scores_one_over_sigma_squared(run):
+    pipeline, cfg, _ = build_trained_pipeline(run)
+
+    def answer_zero(module, args, kwargs, output):  # velocity x_sigma / sigma: the Euler step lands on x0 = 0
+        return (kwargs["hidden_states"] / kwargs["timestep"].view(-1, 1, 1),)
+
+    pipeline.transformer.register_forward_hook(answer_zero, with_kwargs=True)
+    ratios = _script().x0_ratios(Probe(cfg, run, pipeline, torch.device("cpu")), pipeline, sigmas=(0.05, 0.1))
+    quotients = [by_sigma[0.05][0] / by_sigma[0.1][0] for by_sigma in ratios.values()]
+    assert all(by_sigma[0.1][0] > 1 for by_sigma in ratios.values())  # |x0|² against 0.01 |noise - x0|²
+    assert 3.0 < sum(quotients) / len(quotients) < 5.0  # 4 but for the noise draws of a few tokens per category
+
+
+def test_the_script_prints_one_row_per_sigma(run):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--run", str(run)], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 0.")]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {s}" for s in _script().SIGMAS]
+    assert all(float(cell) > 0 for row in rows for cell in row.strip("| ").split(" | ")[1:])
