@@ -287,6 +287,7 @@ def test_a_word_token_model_trains_exports_and_serves_with_its_own_tokenizer(tmp
     export(tmp_path / "next", folder, name="next")
     card = (folder / "README.md").read_text()
     assert "warm-started from the tensors of tiny-words-test where shapes fit" in card
+    assert "50% of near-deterministic edits at sigma in [0.85, 1]; 20% of all samples at sigma in [0, 0.25]" in card
 
 
 def test_prompt_augmentation_drops_and_inserts_words_but_never_touches_quotes():
