@@ -264,7 +264,8 @@ def _data_line(cfg: TrainConfig) -> str:
 def _noise_line(cfg: TrainConfig) -> str:
     line = ""
     if cfg.flow.high_noise_share:
-        line += f"; {cfg.flow.high_noise_share:.0%} of near-deterministic edits at sigma in [{cfg.flow.high_noise_min}, 1]"
+        line += (f"; {cfg.flow.high_noise_share:.0%} of near-deterministic edits at sigma in "
+                 f"[{cfg.flow.high_noise_min}, 1]")
     if cfg.flow.low_noise_share:
         line += f"; {cfg.flow.low_noise_share:.0%} of all samples at sigma in [0, {cfg.flow.low_noise_max}]"
     return line
