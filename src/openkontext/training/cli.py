@@ -41,6 +41,7 @@ STEPS = typer.Option(None, "--steps", help="total steps of the stage (overrides 
 BATCH = typer.Option(None, "--batch", help="batch size (overrides the recipe)")
 DEVICE = typer.Option("auto", "--device", help="auto: CUDA when available, else CPU (bf16 where native)")
 THREADS = typer.Option(None, "--threads", help="torch CPU threads")
+NO_STEP = "no step ran: the {} is complete, or --max-seconds ended it before the first step"
 
 
 @app.command()
@@ -65,7 +66,7 @@ def transformer(run: Path = RUN, preset_name: str = PRESET, max_seconds: float =
     cfg = _config(run, preset_name, steps, batch, "flow", threads)
     with stop_on_signals():
         records = train_flow(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device)
-    typer.echo(json.dumps(records[-1]) if records else "nothing to do: the stage is complete")
+    typer.echo(json.dumps(records[-1]) if records else NO_STEP.format("stage"))
 
 
 @app.command()
@@ -78,7 +79,7 @@ def distill(run: Path = RUN, preset_name: str = PRESET, max_seconds: float = MAX
     cfg = _config(run, preset_name, steps, batch, "flow", threads)
     with stop_on_signals():
         records = train_flow(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device, phase="distill")
-    typer.echo(json.dumps(records[-1]) if records else "nothing to do: the stage is complete")
+    typer.echo(json.dumps(records[-1]) if records else NO_STEP.format("stage"))
 
 
 @app.command()
@@ -94,7 +95,7 @@ def cooldown(run: Path = RUN, out: Path = typer.Option(..., "--out", help="the c
     cfg = branch_for_cooldown(run, out, steps, final_lr_ratio)
     with stop_on_signals():
         records = train_flow(cfg, out, max_seconds=max_seconds, device=device)
-    typer.echo(json.dumps(records[-1]) if records else "nothing to do: the cooldown is complete")
+    typer.echo(json.dumps(records[-1]) if records else NO_STEP.format("cooldown"))
 
 
 @app.command()
