@@ -20,10 +20,8 @@ from openkontext.quiet import quiet_libraries
 
 quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
 
-from openkontext.training.checkpoint import build_trained_pipeline
 from openkontext.training.flow import context_sequence, encode_text, pack, velocity
-from openkontext.training.loop import TRAINABLE
-from openkontext.training.probe import PROBE_SEED, Probe
+from openkontext.training.probe import PROBE_SEED, Probe, probe_run
 
 SIGMAS = (0.033, 0.05, 0.1, 0.2, 0.5, 0.9)
 
@@ -57,10 +55,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder: its recipe, EMA weights, probe cases")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pipeline, cfg, steps = build_trained_pipeline(args.run)
-    for name in TRAINABLE:
-        getattr(pipeline, name).eval()
-    probe = Probe(cfg, args.run, pipeline, torch.device("cpu"))
+    pipeline, _, steps, probe = probe_run(args.run)
     ratios = x0_ratios(probe, pipeline)
     categories = list(ratios)
     print(f"{args.run} at step {steps['flow_steps']}: x0 error / the noisy latent's, changed tokens "

@@ -22,9 +22,8 @@ from openkontext.quiet import quiet_libraries
 quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
 
 from openkontext.toyworld import CATEGORIES
-from openkontext.training.checkpoint import build_trained_pipeline
 from openkontext.training.loop import TRAINABLE
-from openkontext.training.probe import Probe
+from openkontext.training.probe import Probe, probe_run
 
 PROMPTS = {
     "true": lambda prompts: prompts,
@@ -33,8 +32,9 @@ PROMPTS = {
 }
 
 
-def ratios(probe, modules) -> dict[str, dict[str, float]]:
-    """category -> prompt kind -> changed-token error / copy baseline's, at sigma 0.9."""
+def ratios(probe, modules) -> dict[str, dict[str, float | None]]:
+    """category -> prompt kind -> changed-token error / copy baseline's, at sigma 0.9 (None where the copy is exact
+    or no token changes)."""
     originals = {category: list(batch.prompts) for category, batch in probe.batches.items()}
     out: dict[str, dict[str, float]] = defaultdict(dict)
     try:
@@ -42,7 +42,8 @@ def ratios(probe, modules) -> dict[str, dict[str, float]]:
             for category, batch in probe.batches.items():
                 batch.prompts = change(originals[category])
             for category, figures in probe.run(modules)["probe"].items():
-                out[category][kind] = figures["0.9"]["changed"] / figures["0.9"]["copy"]
+                changed, copy = figures["0.9"]["changed"], figures["0.9"]["copy"]
+                out[category][kind] = changed / copy if changed is not None and copy else None
     finally:
         for category, batch in probe.batches.items():
             batch.prompts = originals[category]
@@ -54,17 +55,16 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder: its recipe, EMA weights, probe cases")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pipeline, cfg, steps = build_trained_pipeline(args.run)
+    pipeline, cfg, steps, held_out = probe_run(args.run)
     modules = {name: getattr(pipeline, name) for name in TRAINABLE}
-    device = torch.device("cpu")
-    held_out = Probe(cfg, args.run, pipeline, device)
-    training = Probe(cfg, None, pipeline, device, split="train")  # seen phrasings and words
+    training = Probe(cfg, None, pipeline, held_out.device, split="train")  # seen phrasings and words
     print(f"{args.run} at step {steps['flow_steps']}: changed-token error / copy baseline's, sigma 0.9")
     print("| category | held-out: true | rolled | empty | training split: true | rolled | empty |")
     print("|---|---|---|---|---|---|---|")
     figures = ratios(held_out, modules), ratios(training, modules)
     for category in CATEGORIES:
-        cells = [f"{split[category][kind]:.2f}" for split in figures for kind in PROMPTS]
+        cells = ["–" if split[category][kind] is None else f"{split[category][kind]:.2f}"
+                 for split in figures for kind in PROMPTS]
         print(f"| {category} | " + " | ".join(cells) + " |")
 
 

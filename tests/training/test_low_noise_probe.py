@@ -14,9 +14,8 @@ import pytest
 import torch
 
 from openkontext.training import preset
-from openkontext.training.checkpoint import build_trained_pipeline
 from openkontext.training.loop import train_flow
-from openkontext.training.probe import Probe
+from openkontext.training.probe import probe_run
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "low_noise_probe.py"
 
@@ -36,11 +35,11 @@ def run(tmp_path_factory) -> Path:
 
 
 def test_a_model_that_leaves_the_noisy_latent_alone_scores_exactly_one(run):
-    pipeline, cfg, _ = build_trained_pipeline(run)
+    pipeline, _, _, probe = probe_run(run)
     with torch.no_grad():
         pipeline.transformer.proj_out.weight.zero_()
         pipeline.transformer.proj_out.bias.zero_()
-    ratios = _script().x0_ratios(Probe(cfg, run, pipeline, torch.device("cpu")), pipeline)
+    ratios = _script().x0_ratios(probe, pipeline)
     for category, by_sigma in ratios.items():
         for sigma, (changed, unchanged) in by_sigma.items():
             assert changed == pytest.approx(1.0, abs=1e-4), (category, sigma)
@@ -48,16 +47,25 @@ def test_a_model_that_leaves_the_noisy_latent_alone_scores_exactly_one(run):
 
 
 def test_a_model_that_answers_zero_scores_one_over_sigma_squared(run):
-    pipeline, cfg, _ = build_trained_pipeline(run)
+    pipeline, _, _, probe = probe_run(run)
 
     def answer_zero(module, args, kwargs, output):  # velocity x_sigma / sigma: the Euler step lands on x0 = 0
         return (kwargs["hidden_states"] / kwargs["timestep"].view(-1, 1, 1),)
 
     pipeline.transformer.register_forward_hook(answer_zero, with_kwargs=True)
-    ratios = _script().x0_ratios(Probe(cfg, run, pipeline, torch.device("cpu")), pipeline, sigmas=(0.05, 0.1))
+    ratios = _script().x0_ratios(probe, pipeline, sigmas=(0.05, 0.1))
     quotients = [by_sigma[0.05][0] / by_sigma[0.1][0] for by_sigma in ratios.values()]
     assert all(by_sigma[0.1][0] > 1 for by_sigma in ratios.values())  # |x0|² against 0.01 |noise - x0|²
     assert 3.0 < sum(quotients) / len(quotients) < 5.0  # 4 but for the noise draws of a few tokens per category
+
+
+def test_the_prompt_gap_script_runs_on_the_same_kind_of_run_folder(run):
+    script = SCRIPT.parent / "prompt_gap.py"
+    done = subprocess.run([sys.executable, str(script), "--run", str(run)], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| category")]
+    assert len(rows) == 7 and all(len(row.split(" | ")) == 7 for row in rows)  # a category and six ratios
 
 
 def test_the_script_prints_one_row_per_sigma(run):

@@ -132,5 +132,17 @@ class Probe:
         return result
 
 
+def probe_run(run_dir: Path) -> tuple:
+    """What the diagnostic scripts start from: a run's latest EMA weights (fp32, CPU, eval mode), its recipe, its
+    steps and its held-out probe — ``(pipeline, cfg, steps, probe)``."""
+    from .checkpoint import build_trained_pipeline
+    from .loop import TRAINABLE
+
+    pipeline, cfg, steps = build_trained_pipeline(run_dir)
+    for name in TRAINABLE:
+        getattr(pipeline, name).eval()
+    return pipeline, cfg, steps, Probe(cfg, run_dir, pipeline, torch.device("cpu"))
+
+
 def _mean(values: torch.Tensor, where: torch.Tensor) -> float | None:
     return round(float(values[where].mean()), 4) if where.any() else None
