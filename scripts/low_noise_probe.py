@@ -11,9 +11,6 @@ image that was already closer to right: the finding behind the recipe's ``low_no
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import torch
 
 from openkontext.quiet import quiet_libraries
@@ -51,14 +48,10 @@ def x0_ratios(probe: Probe, pipeline, sigmas=SIGMAS) -> dict[str, dict[float, tu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="run folder: its recipe, EMA weights, probe cases")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    pipeline, _, steps, probe = probe_run(args.run)
-    ratios = x0_ratios(probe, pipeline)
+    run = probe_run(description=__doc__.splitlines()[0])
+    ratios = x0_ratios(run.probe, run.pipeline)
     categories = list(ratios)
-    print(f"{args.run} at step {steps['flow_steps']}: x0 error / the noisy latent's, changed tokens "
+    print(f"{run.run} at step {run.steps['flow_steps']}: x0 error / the noisy latent's, changed tokens "
           "(unchanged tokens of local edits in the last column); below 1 the model improves on its input")
     print("| sigma | " + " | ".join(categories) + " | unchanged (local) |")
     print("|---" * (len(categories) + 2) + "|")

@@ -11,11 +11,7 @@ hurt (true above empty). One thread; about 2 minutes (encoding the training-spli
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
-from pathlib import Path
-
-import torch
 
 from openkontext.quiet import quiet_libraries
 
@@ -51,17 +47,13 @@ def ratios(probe, modules) -> dict[str, dict[str, float | None]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="run folder: its recipe, EMA weights, probe cases")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    pipeline, cfg, steps, held_out = probe_run(args.run)
-    modules = {name: getattr(pipeline, name) for name in TRAINABLE}
-    training = Probe(cfg, None, pipeline, held_out.device, split="train")  # seen phrasings and words
-    print(f"{args.run} at step {steps['flow_steps']}: changed-token error / copy baseline's, sigma 0.9")
+    run = probe_run(description=__doc__.splitlines()[0])
+    modules = {name: getattr(run.pipeline, name) for name in TRAINABLE}
+    training = Probe(run.cfg, None, run.pipeline, run.probe.device, split="train")  # seen phrasings and words
+    print(f"{run.run} at step {run.steps['flow_steps']}: changed-token error / copy baseline's, sigma 0.9")
     print("| category | held-out: true | rolled | empty | training split: true | rolled | empty |")
     print("|---|---|---|---|---|---|---|")
-    figures = ratios(held_out, modules), ratios(training, modules)
+    figures = ratios(run.probe, modules), ratios(training, modules)
     for category in CATEGORIES:
         cells = ["–" if split[category][kind] is None else f"{split[category][kind]:.2f}"
                  for split in figures for kind in PROMPTS]

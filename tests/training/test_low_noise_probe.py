@@ -35,7 +35,7 @@ def run(tmp_path_factory) -> Path:
 
 
 def test_a_model_that_leaves_the_noisy_latent_alone_scores_exactly_one(run):
-    pipeline, _, _, probe = probe_run(run)
+    _, pipeline, _, _, probe = probe_run(run)
     with torch.no_grad():
         pipeline.transformer.proj_out.weight.zero_()
         pipeline.transformer.proj_out.bias.zero_()
@@ -47,7 +47,7 @@ def test_a_model_that_leaves_the_noisy_latent_alone_scores_exactly_one(run):
 
 
 def test_a_model_that_answers_zero_scores_one_over_sigma_squared(run):
-    pipeline, _, _, probe = probe_run(run)
+    _, pipeline, _, _, probe = probe_run(run)
 
     def answer_zero(module, args, kwargs, output):  # velocity x_sigma / sigma: the Euler step lands on x0 = 0
         return (kwargs["hidden_states"] / kwargs["timestep"].view(-1, 1, 1),)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -132,16 +133,32 @@ class Probe:
         return result
 
 
-def probe_run(run_dir: Path) -> tuple:
-    """What the diagnostic scripts start from: a run's latest EMA weights (fp32, CPU, eval mode), its recipe, its
-    steps and its held-out probe — ``(pipeline, cfg, steps, probe)``."""
+class ProbedRun(NamedTuple):
+    run: Path
+    pipeline: object
+    cfg: TrainConfig
+    steps: dict
+    probe: Probe
+
+
+def probe_run(run_dir: Path | None = None, description: str = "") -> ProbedRun:
+    """What the diagnostic scripts (scripts/low_noise_probe.py, prompt_gap.py) start from: a run's latest EMA
+    weights (fp32, CPU, eval mode, one thread), its recipe, its steps and its held-out probe. Without ``run_dir``
+    it is read from the command line (``--run``)."""
+    import argparse
+
     from .checkpoint import build_trained_pipeline
     from .loop import TRAINABLE
 
+    if run_dir is None:
+        parser = argparse.ArgumentParser(description=description)
+        parser.add_argument("--run", type=Path, required=True, help="run folder: its recipe, EMA weights, probe cases")
+        run_dir = parser.parse_args().run
+    torch.set_num_threads(1)
     pipeline, cfg, steps = build_trained_pipeline(run_dir)
     for name in TRAINABLE:
         getattr(pipeline, name).eval()
-    return pipeline, cfg, steps, Probe(cfg, run_dir, pipeline, torch.device("cpu"))
+    return ProbedRun(Path(run_dir), pipeline, cfg, steps, Probe(cfg, run_dir, pipeline, torch.device("cpu")))
 
 
 def _mean(values: torch.Tensor, where: torch.Tensor) -> float | None:
