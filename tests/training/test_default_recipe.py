@@ -282,8 +282,9 @@ def test_a_word_token_model_trains_exports_and_serves_with_its_own_tokenizer(tmp
 
     # the next run starts from this folder; its model card names the model it came from, even once the folder
     # holds another model (as the package's default folder does when a new model is shipped)
-    train_flow(dataclasses.replace(cfg, flow=dataclasses.replace(cfg.flow, steps=1, init_from=str(folder))),
-               tmp_path / "next")
+    assert "50% of near-deterministic edits at sigma in [0.85, 1])" in (folder / "README.md").read_text()
+    next_flow = dataclasses.replace(cfg.flow, steps=1, init_from=str(folder), low_noise_share=0.2)
+    train_flow(dataclasses.replace(cfg, flow=next_flow), tmp_path / "next")
     export(tmp_path / "next", folder, name="next")
     card = (folder / "README.md").read_text()
     assert "warm-started from the tensors of tiny-words-test where shapes fit" in card
