@@ -5,8 +5,8 @@ answering the noisy latent itself (x0 = x_sigma, whose error is sigma² times th
 
 The last Euler step of the sampler lands on the model's x0 prediction at the smallest sigma (0.033 at 50 steps for a
 256² image), so that prediction *is* the output image. A ratio above 1 there means the last steps add error to an
-image that was already closer to right: the finding behind the recipe's ``low_noise_share`` (docs/training.md,
-"Low noise"). One thread; about a minute.
+image that was already closer to right: the finding behind the recipe option ``low_noise_share``, which halves it
+but, on the benchmark, made no better edits (docs/training.md, "Low noise"). One thread; about a minute.
 """
 
 from __future__ import annotations
@@ -56,9 +56,8 @@ def main() -> None:
     print("| sigma | " + " | ".join(categories) + " | unchanged (local) |")
     print("|---" * (len(categories) + 2) + "|")
     for sigma in SIGMAS:
-        cells = [f"{ratios[c][sigma][0]:.2f}" for c in categories]
-        unchanged = ratios["local"][sigma][1]
-        print(f"| {sigma} | " + " | ".join(cells) + f" | {unchanged:.2f} |")
+        cells = [ratios[c][sigma][0] for c in categories] + [ratios["local"][sigma][1]]
+        print(f"| {sigma} | " + " | ".join("–" if x is None else f"{x:.2f}" for x in cells) + " |")
 
 
 if __name__ == "__main__":

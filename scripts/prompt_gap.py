@@ -32,7 +32,7 @@ def ratios(probe, modules) -> dict[str, dict[str, float | None]]:
     """category -> prompt kind -> changed-token error / copy baseline's, at sigma 0.9 (None where the copy is exact
     or no token changes)."""
     originals = {category: list(batch.prompts) for category, batch in probe.batches.items()}
-    out: dict[str, dict[str, float]] = defaultdict(dict)
+    out: dict[str, dict[str, float | None]] = defaultdict(dict)
     try:
         for kind, change in PROMPTS.items():
             for category, batch in probe.batches.items():
