@@ -17,29 +17,25 @@ from openkontext.quiet import quiet_libraries
 
 quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
 
-from openkontext.training.flow import context_sequence, encode_text, pack, velocity
+from openkontext.training.flow import velocity
 from openkontext.training.probe import PROBE_SEED, Probe, probe_run
 
 SIGMAS = (0.033, 0.05, 0.1, 0.2, 0.5, 0.9)
 
 
 @torch.no_grad()
-def x0_ratios(probe: Probe, pipeline, sigmas=SIGMAS) -> dict[str, dict[float, tuple[float, float | None]]]:
+def x0_ratios(probe: Probe, sigmas=SIGMAS) -> dict[str, dict[float, tuple[float, float | None]]]:
     """category -> sigma -> (changed tokens, unchanged tokens): model x0 error / the noisy latent's x0 error."""
     generator = torch.Generator().manual_seed(PROBE_SEED)
-    patch = 2 * pipeline.vae_scale_factor
     out: dict[str, dict[float, tuple[float, float | None]]] = {}
     for category, batch in probe.batches.items():
-        x0, ids = pack(batch.target, 0, probe.device)
-        context, context_ids = context_sequence(batch.context, batch.glyphs, probe.device)
-        changed = torch.nn.functional.avg_pool2d(batch.masks.unsqueeze(1), patch).flatten(1) > 0.5
-        text = encode_text(pipeline, batch.prompts, probe.text_length, probe.device)
+        x0, ids, context, context_ids, changed, text = probe.inputs(batch)
         out[category] = {}
         for sigma in sigmas:
             noise = torch.randn(x0.shape, generator=generator)
             s = torch.full((x0.shape[0],), sigma)
             noisy = (1 - sigma) * x0 + sigma * noise
-            v = velocity(pipeline, noisy, context, ids, context_ids, s, torch.full_like(s, 3.0), *text).float()
+            v = velocity(probe.pipeline, noisy, context, ids, context_ids, s, torch.full_like(s, 3.0), *text).float()
             model = (noisy - sigma * v - x0).pow(2).mean(-1)
             still = (noisy - x0).pow(2).mean(-1)
             ratio = [float(model[m].mean() / still[m].mean()) if m.any() else None for m in (changed, ~changed)]
@@ -49,7 +45,7 @@ def x0_ratios(probe: Probe, pipeline, sigmas=SIGMAS) -> dict[str, dict[float, tu
 
 def main() -> None:
     run = probe_run(description=__doc__.splitlines()[0])
-    ratios = x0_ratios(run.probe, run.pipeline)
+    ratios = x0_ratios(run.probe)
     categories = list(ratios)
     print(f"{run.run} at step {run.steps['flow_steps']}: x0 error / the noisy latent's, changed tokens "
           "(unchanged tokens of local edits in the last column); below 1 the model improves on its input")

@@ -39,7 +39,7 @@ def test_a_model_that_leaves_the_noisy_latent_alone_scores_exactly_one(run):
     with torch.no_grad():
         pipeline.transformer.proj_out.weight.zero_()
         pipeline.transformer.proj_out.bias.zero_()
-    ratios = _script().x0_ratios(probe, pipeline)
+    ratios = _script().x0_ratios(probe)
     for category, by_sigma in ratios.items():
         for sigma, (changed, unchanged) in by_sigma.items():
             assert changed == pytest.approx(1.0, abs=1e-4), (category, sigma)
@@ -53,7 +53,7 @@ def test_a_model_that_answers_zero_scores_one_over_sigma_squared(run):
         return (kwargs["hidden_states"] / kwargs["timestep"].view(-1, 1, 1),)
 
     pipeline.transformer.register_forward_hook(answer_zero, with_kwargs=True)
-    ratios = _script().x0_ratios(probe, pipeline, sigmas=(0.05, 0.1))
+    ratios = _script().x0_ratios(probe, sigmas=(0.05, 0.1))
     quotients = [by_sigma[0.05][0] / by_sigma[0.1][0] for by_sigma in ratios.values()]
     assert all(by_sigma[0.1][0] > 1 for by_sigma in ratios.values())  # |x0|² against 0.01 |noise - x0|²
     assert 3.0 < sum(quotients) / len(quotients) < 5.0  # 4 but for the noise draws of a few tokens per category

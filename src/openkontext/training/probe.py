@@ -48,6 +48,15 @@ def probe_cases(size: int, n: int = PROBE_CASES, split: str = "heldout") -> dict
     return cases
 
 
+class ProbeInputs(NamedTuple):
+    x0: torch.Tensor  # the target's tokens
+    latent_ids: torch.Tensor
+    context_tokens: torch.Tensor | None  # the context image and glyph strip, as the pipeline appends them
+    context_ids: torch.Tensor | None
+    changed: torch.Tensor  # (cases, tokens) bool
+    text: tuple  # encode_text's (prompt embeddings, pooled, text ids)
+
+
 class Probe:
     """``run_dir`` caches the encoded cases (None: no cache); ``cases`` below 64 gives a quicker, noisier probe;
     ``split="train"`` probes training-split cases instead (diagnostics only; never cached)."""
@@ -95,21 +104,27 @@ class Probe:
                 module.train(was_training[name])
         return {"probe": out}
 
-    def _category(self, batch: EncodedBatch, generator: torch.Generator) -> dict:
+    def inputs(self, batch: EncodedBatch) -> ProbeInputs:
+        """One category's cases as the transformer reads them, with the mask of the tokens the edit changes (more
+        than half of the token's patch)."""
         dev = self.device
         x0, latent_ids = pack(batch.target.to(dev), 0, dev)
         context_tokens, context_ids = context_sequence(
             None if batch.context is None else batch.context.to(dev),
             None if batch.glyphs is None else batch.glyphs.to(dev), dev,
         )  # fmt: skip
+        patch = 2 * self.pipeline.vae_scale_factor
+        share = torch.nn.functional.avg_pool2d(batch.masks.unsqueeze(1), patch).flatten(1).to(dev)
+        text = encode_text(self.pipeline, batch.prompts, self.text_length, dev)
+        return ProbeInputs(x0, latent_ids, context_tokens, context_ids, share > 0.5, text)
+
+    def _category(self, batch: EncodedBatch, generator: torch.Generator) -> dict:
+        dev = self.device
+        x0, latent_ids, context_tokens, context_ids, changed, text = self.inputs(batch)
         if batch.context is not None:
             answer, _ = pack(batch.context.to(dev), 0, dev)  # the copy baseline's x0
         else:
             answer = x0.mean(dim=(0, 1), keepdim=True).expand_as(x0)  # text-to-image: the mean latent
-        patch = 2 * self.pipeline.vae_scale_factor
-        share = torch.nn.functional.avg_pool2d(batch.masks.unsqueeze(1), patch).flatten(1).to(dev)
-        changed = share > 0.5
-        text = encode_text(self.pipeline, batch.prompts, self.text_length, dev)
         result = {}
         for sigma in PROBE_SIGMAS:
             noise = torch.randn(x0.shape, generator=generator).to(dev)
