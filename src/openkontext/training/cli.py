@@ -59,11 +59,24 @@ def vae(run: Path = RUN, preset_name: str = PRESET, max_seconds: float = MAX_SEC
 @app.command()
 def transformer(run: Path = RUN, preset_name: str = PRESET, max_seconds: float = MAX_SECONDS,
                 max_steps: int = MAX_STEPS, steps: int = STEPS, batch: int = BATCH, device: str = DEVICE,
-                threads: int = THREADS) -> None:  # fmt: skip
+                threads: int = THREADS,
+                optimizer: str = typer.Option(None, "--optimizer", help="adamw or muon (overrides the recipe; "
+                                              "switching a run starts the new optimiser's moments afresh)")) -> None:
     """Train (or resume) the transformer and text encoders (rectified flow) on the run's autoencoder."""
     from .loop import stop_on_signals, train_flow
+    from .optimizer import OPTIMIZERS
 
     cfg = _config(run, preset_name, steps, batch, "flow", threads)
+    if optimizer is not None:
+        if optimizer not in OPTIMIZERS:
+            raise typer.BadParameter(f"choose from {', '.join(OPTIMIZERS)}", param_hint="--optimizer")
+        cfg.flow.optimizer = optimizer
+        if (run / "config.json").exists():  # a switch lasts: later resumes without the flag keep it
+            from .checkpoint import read_config, write_config
+
+            saved = read_config(run)
+            saved.flow.optimizer = optimizer
+            write_config(run, saved)
     with stop_on_signals():
         records = train_flow(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device)
     typer.echo(json.dumps(records[-1]) if records else NO_STEP.format("stage"))

@@ -133,6 +133,9 @@ class FlowRecipe:
     # Context-residual models: the velocity error is (x0 error) / sigma, which explodes as sigma -> 0; below this
     # sigma the loss weighs the x0 error as at this sigma (0: the plain velocity loss).
     sigma_floor: float = 0.0
+    # "adamw", or "muon": torch.optim.Muon for the transformer blocks' weight matrices, AdamW for the rest
+    # (training/optimizer.py); a run that switches starts the new optimiser's moments afresh
+    optimizer: str = "adamw"
 
 
 @dataclass

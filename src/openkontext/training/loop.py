@@ -25,6 +25,7 @@ from .config import TrainConfig
 from .data import edit_batch, vae_batch
 from .flow import encode_batch, flow_loss, guidance_distill_loss, text_length_for
 from .latents import ChunkedBatches
+from .optimizer import build_optimizer
 from .probe import Probe
 from .vae import evaluate_vae, vae_loss
 
@@ -222,19 +223,20 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
     for module in modules.values():
         module.train().requires_grad_(True)
     text_params = [p for name in TRAINABLE[1:] for p in modules[name].parameters()]
-    optimizer = torch.optim.AdamW(
-        [{"params": list(modules["transformer"].parameters()), "lr": recipe.lr},
-         {"params": text_params, "lr": recipe.text_lr}],
-        weight_decay=0.0,
-    )  # fmt: skip
+    optimizer, rates = build_optimizer(modules["transformer"], text_params, recipe)
     ema = _ema_copy(modules) if recipe.ema > 0 else None
     step = 0
     state = load_state(state_file)
     if state is not None:
         for name, module in modules.items():
             module.load_state_dict(state["models"][name], strict=False)  # weight-only imports omit buffers
-        if state.get("optimizer") is not None:  # imported weights (training/transfer.py) come without one
+        # imported weights (training/transfer.py) come without optimiser state; a recipe that switched optimiser
+        # starts its moments afresh (checkpoints from before the choice existed are AdamW's)
+        if state.get("optimizer") is not None and state.get("optimizer_kind", "adamw") == recipe.optimizer:
             optimizer.load_state_dict(state["optimizer"])
+        elif state.get("optimizer") is not None:
+            log_line(run_dir, {"stage": "optimizer", "step": state["step"], "fresh": recipe.optimizer,
+                               "was": state.get("optimizer_kind", "adamw")})  # fmt: skip
         ema = _on(state["ema"], dev) if state.get("ema") else ema
         step = state["step"]
     elif (recipe.init_from or recipe.zero_output) and phase == "base":
@@ -250,7 +252,8 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
     def save():
         save_state(state_file, {"models": {n: m.state_dict() for n, m in modules.items()},
                                 "ema": None if ema is None else _on(ema, "cpu"),
-                                "optimizer": optimizer.state_dict(), "step": step, "phase": phase})  # fmt: skip
+                                "optimizer": optimizer.state_dict(), "optimizer_kind": recipe.optimizer,
+                                "step": step, "phase": phase})  # fmt: skip
 
     text_length = text_length_for(cfg.architecture, pipeline.tokenizer_2)
     glyphs = cfg.architecture.glyph_context
@@ -269,7 +272,7 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
             batch = batches(step)  # a new chunk's encoding runs under autocast too (half its time in bf16)
         generator = _generator(cfg, step, 2)
         torch.manual_seed(_generator(cfg, step, 3).initial_seed())  # text-encoder dropout: a function of the step
-        _set_lr(optimizer, step, recipe, [recipe.lr, recipe.text_lr])
+        _set_lr(optimizer, step, recipe, [getattr(recipe, rate) for rate in rates])
         with _autocast(amp, dev):
             if teacher is None:
                 loss, parts = flow_loss(pipeline, batch, recipe, text_length, generator, dev)
