@@ -65,6 +65,47 @@ def test_report_files(result):
         assert f"images/{p.name}" in html
 
 
+@needs_ocr
+def test_families_count_every_case_and_turn_under_its_edit_family(result, tmp_path):
+    data = json.loads((result.out_dir / "results.json").read_text())
+    runner = CliRunner()
+    out = runner.invoke(app, ["families", str(result.out_dir), "--editor", "ground_truth", "--markdown"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.strip().splitlines()
+    assert lines[0] == "| category | family | ground_truth | all | success |"
+    rows = [line.strip("| ").split(" | ") for line in lines[2:]]
+    cases = data["cases"]["ground_truth"]
+    expected = {}
+    for case in cases:
+        for scored in case.get("turns") or [case]:
+            expected[(case["category"], scored["family"])] = expected.get((case["category"], scored["family"]), 0) + 1
+    assert {(r[0], r[1]): r[2] for r in rows} == {key: f"{n}/{n}" for key, n in expected.items()}
+    assert all(r[4] == "100%" for r in rows)
+    assert sum(n for (cat, _), n in expected.items() if cat == "text") == 3
+    # the file's one editor under test is the default; two files give a column each and their sum
+    out = runner.invoke(app, ["families", str(result.out_dir), str(result.out_dir / "results.json"), "--markdown"])
+    assert out.exit_code == 0, out.output
+    wrong = [r.strip("| ").split(" | ") for r in out.output.strip().splitlines()[2:]]
+    tally = {(r[0], r[1]): r[2] for r in wrong}
+    for (cat, family), n in expected.items():
+        k = sum(bool(s["success"]) for c in data["cases"]["wrong_edit"] if c["category"] == cat
+                for s in (c.get("turns") or [c]) if s["family"] == family)
+        assert tally[(cat, family)] == f"{k}/{n}"
+    assert all(r[4] == f"{2 * int(r[2].split('/')[0])}/{2 * int(r[2].split('/')[1])}" for r in wrong)
+
+
+def test_families_refuses_what_it_cannot_read(tmp_path):
+    runner = CliRunner()
+    (tmp_path / "bad.json").write_text("{}")
+    out = runner.invoke(app, ["families", str(tmp_path / "bad.json")])
+    assert out.exit_code == 2 and "not a bench results file" in " ".join(out.output.split())
+    (tmp_path / "two.json").write_text(json.dumps({"cases": {"a": [], "b": [], "copy_input": []}}))
+    out = runner.invoke(app, ["families", str(tmp_path / "two.json")])
+    assert out.exit_code == 2 and "choose one with --editor" in " ".join(out.output.split())
+    out = runner.invoke(app, ["families", str(tmp_path / "two.json"), "--editor", "c"])
+    assert out.exit_code == 2 and "no editor 'c'" in " ".join(out.output.split())
+
+
 def test_unrelated_scene_fails_everything_psnr_based():
     res = run_bench(unrelated_scene, n=2, categories=["local", "global", "style", "character_reference"],
                     references=False)

@@ -113,7 +113,57 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
                                                for c in cats])  # fmt: skip
         Console().print(quality)
 
+    @app.command()
+    def families(results: list[Path] = typer.Argument(..., help="results.json files or the folders holding them"),
+                 editor: str = typer.Option(None, "--editor", help="whose cases (default: each file's one editor "
+                                                                    "besides copy_input and ground_truth)"),
+                 markdown: bool = typer.Option(False, "--markdown", help="a Markdown table instead")) -> None:
+        """Successes per edit family (e.g. text: remove_text, add_text, replace_text), one column per results file
+        and their sum, from earlier `bench run` outputs."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from .report import family_table
+
+        columns = {}
+        for path in results:
+            name, records = _editor_records(path, editor)
+            columns[f"{path} ({name})" if len(results) > 1 else name] = records
+        head, rows = family_table(columns)
+        if markdown:
+            typer.echo("\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                                  + ["| " + " | ".join(row) + " |" for row in rows]))  # fmt: skip
+            return
+        table = Table(title="successes per edit family")
+        for col in head:
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        Console(width=max(Console().width, 120)).print(table)
+
     return app
+
+
+def _editor_records(path: Path, editor: str | None) -> tuple[str, list[dict]]:
+    """The cases of ``editor`` (else of the file's one editor under test) in a bench results file or folder."""
+    import json
+
+    from .editors import REFERENCES
+
+    file = path / "results.json" if path.is_dir() else path
+    try:
+        cases = json.loads(file.read_text())["cases"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise typer.BadParameter(f"not a bench results file: {file} ({exc})", param_hint="RESULTS")
+    if editor is None:
+        tested = [name for name in cases if name not in REFERENCES]
+        if len(tested) != 1:
+            raise typer.BadParameter(f"choose one with --editor: {file} holds {', '.join(cases)}",
+                                     param_hint="--editor")  # fmt: skip
+        editor = tested[0]
+    if editor not in cases:
+        raise typer.BadParameter(f"no editor {editor!r} in {file} (it has {', '.join(cases)})", param_hint="--editor")
+    return editor, cases[editor]
 
 
 def _editor(editor_factory, model: str, preserve: float | None):

@@ -104,3 +104,29 @@ def write_html(result, grids: dict[str, list[dict]], path: Path) -> None:
             parts.append("</table>")
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
+
+
+def family_successes(records: list[dict]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(successes, cases) per (category, edit family) of one editor's records; an iterative case counts each of
+    its turns under ("iterative", the turn's family)."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for record in records:
+        scored = record.get("turns") or [record]
+        for case in scored:
+            tally = counts.setdefault((record["category"], case["family"]), [0, 0])
+            tally[0] += bool(case["success"])
+            tally[1] += 1
+    return {key: (k, n) for key, (k, n) in sorted(counts.items())}
+
+
+def family_table(columns: dict[str, list[dict]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of successes per edit family, one column per set of records (e.g. one per results file)
+    and their sum: what kinds of edit an editor carries out, which the per-category rates hide."""
+    tallies = {name: family_successes(records) for name, records in columns.items()}
+    keys = sorted({key for tally in tallies.values() for key in tally})
+    rows = []
+    for key in keys:
+        cells = [tally.get(key) for tally in tallies.values()]
+        k, n = sum(c[0] for c in cells if c), sum(c[1] for c in cells if c)
+        rows.append([*key, *("–" if c is None else f"{c[0]}/{c[1]}" for c in cells), f"{k}/{n}", f"{k / n:.0%}"])
+    return ["category", "family", *columns, "all", "success"], rows
