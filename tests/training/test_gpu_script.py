@@ -24,7 +24,7 @@ def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(out), "--device", "cpu", "--preset", "tiny-glyph", "--init", "",
          "--workers", "2", "--chunk", "8", "--batch", "2", "--max-steps", "4", "--minutes", "3", "--decay-share", "1",
-         "--probe-every", "0.001"],
+         "--probe-every", "0.001", "--optimizer", "muon"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(scratch)},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -42,6 +42,7 @@ def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
     assert len(decay) == 1 and decay[0]["step"] == 1 and decay[0]["until"] > 1
     flow = json.loads((out / "config.json").read_text())["flow"]
     assert (flow["decay_from"], flow["steps"], flow["final_lr_ratio"]) == (1, decay[0]["until"], 0.0)
+    assert flow["optimizer"] == "muon"
 
     runner = CliRunner()
     run = tmp_path / "run"
