@@ -202,3 +202,32 @@ def test_a_resumed_run_uses_the_recipe_learning_rate_not_the_saved_one(tmp_path)
     after = torch.load(tmp_path / "run" / "vae.pt", weights_only=False)
     assert after["step"] == 4
     assert all(torch.equal(before[k], after["model"][k]) for k in before)
+
+
+def test_compare_pairs_a_branch_with_its_source_step_by_step(tmp_path):
+    import shutil
+
+    cfg = preset("tiny", **{"flow.steps": 8})
+    source, same, slower = tmp_path / "source", tmp_path / "same", tmp_path / "slower"
+    train_vae(cfg, source, evaluate=False)
+    train_flow(cfg, source, max_steps=4)
+    for branch in (same, slower):
+        shutil.copytree(source, branch)
+    runner = CliRunner()
+    unrun = runner.invoke(app, ["compare", "--run", str(source), "--branch", str(same)])
+    assert unrun.exit_code == 2 and "no step logged by both runs" in " ".join(unrun.output.split())
+    train_flow(cfg, source)
+    train_flow(cfg, same)  # the same recipe: the same batches, noise and weights, so the same losses
+    slow = preset("tiny", **{"flow.steps": 8, "flow.lr": 0.0, "flow.text_lr": 0.0})
+    train_flow(slow, slower)
+    rows = {}
+    for branch in (same, slower):
+        result = runner.invoke(app, ["compare", "--run", str(source), "--branch", str(branch), "--stretch", "2"])
+        assert result.exit_code == 0, result.output
+        rows[branch.name] = [line.strip("| ").split(" | ") for line in result.output.strip().splitlines()[2:]]
+    # only the steps each branch trained itself (5-8), two per row
+    assert [r[:2] for r in rows["same"]] == [["5–6", "2"], ["7–8", "2"]]
+    assert all(r[3] == "+0.0000" and r[5] == "1.000" for r in rows["same"])
+    assert any(r[3] != "+0.0000" for r in rows["slower"])
+    missing = runner.invoke(app, ["compare", "--run", str(tmp_path / "nowhere"), "--branch", str(same)])
+    assert missing.exit_code == 2 and "no training log" in " ".join(missing.output.split())

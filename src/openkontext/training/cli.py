@@ -130,6 +130,23 @@ def curve(run: Path = RUN, stretch: int = typer.Option(1000, "--stretch", help="
     typer.echo(loss_table(run, stretch))
 
 
+@app.command()
+def compare(run: Path = RUN, branch: Path = typer.Option(..., "--branch", exists=True, file_okay=False,
+                                                         help="a run branched from --run (a copy of its folder)"),
+            stretch: int = typer.Option(1000, "--stretch", help="steps per row")) -> None:
+    """Paired training loss of a branch against its source at the same steps (same batches and noise): whether a
+    recipe change helps, long before separate curves can tell."""
+    from .curve import paired_loss_table
+
+    for folder, hint in ((run, "--run"), (branch, "--branch")):
+        if not (folder / "log.jsonl").exists():
+            raise typer.BadParameter(f"no training log in {folder}", param_hint=hint)
+    table = paired_loss_table(run, branch, stretch)
+    if table.count("\n") < 2:
+        raise typer.BadParameter(f"no step logged by both runs past {branch}'s branch point", param_hint="--branch")
+    typer.echo(table)
+
+
 @app.command(name="import")
 def import_(run: Path = RUN, source: Path = typer.Option(..., "--from", exists=True, file_okay=False,
                                                         help="the output folder of scripts/train_gpu.py")) -> None:
