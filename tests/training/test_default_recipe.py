@@ -283,12 +283,14 @@ def test_a_word_token_model_trains_exports_and_serves_with_its_own_tokenizer(tmp
     # the next run starts from this folder; its model card names the model it came from, even once the folder
     # holds another model (as the package's default folder does when a new model is shipped)
     assert "50% of near-deterministic edits at sigma in [0.85, 1])" in (folder / "README.md").read_text()
-    next_flow = dataclasses.replace(cfg.flow, steps=1, init_from=str(folder), low_noise_share=0.2)
+    assert "(rectified flow, AdamW, prompt dropout" in (folder / "README.md").read_text()
+    next_flow = dataclasses.replace(cfg.flow, steps=1, init_from=str(folder), low_noise_share=0.2, optimizer="muon")
     train_flow(dataclasses.replace(cfg, flow=next_flow), tmp_path / "next")
     export(tmp_path / "next", folder, name="next")
     card = (folder / "README.md").read_text()
     assert "warm-started from the tensors of tiny-words-test where shapes fit" in card
     assert "50% of near-deterministic edits at sigma in [0.85, 1]; 20% of all samples at sigma in [0, 0.25]" in card
+    assert "(rectified flow, Muon on the transformer blocks' matrices, AdamW on the rest, prompt dropout" in card
 
 
 def test_prompt_augmentation_drops_and_inserts_words_but_never_touches_quotes():
