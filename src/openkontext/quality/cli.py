@@ -123,7 +123,7 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
         from rich.console import Console
         from rich.table import Table
 
-        from .report import family_table
+        from .report import family_table, markdown as markdown_text
 
         columns = {}
         for path in results:
@@ -131,8 +131,7 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
             columns[f"{path} ({name})" if len(results) > 1 else name] = records
         head, rows = family_table(columns)
         if markdown:
-            typer.echo("\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                                  + ["| " + " | ".join(row) + " |" for row in rows]))  # fmt: skip
+            typer.echo(markdown_text(head, rows))
             return
         table = Table(title="successes per edit family")
         for col in head:

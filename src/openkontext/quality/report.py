@@ -61,10 +61,13 @@ def print_table(summaries: dict[str, dict], console=None) -> None:
     (console or Console()).print(table)
 
 
+def markdown(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def markdown_table(summaries: dict[str, dict]) -> str:
-    lines = ["| " + " | ".join(header()) + " |", "|" + "---|" * len(header())]
-    lines += ["| " + " | ".join(r) + " |" for r in table_rows(summaries)]
-    return "\n".join(lines)
+    return markdown(header(), table_rows(summaries))
 
 
 _CSS = """

@@ -9,6 +9,7 @@ stopped), so a run resumed many times still reports the compute it spent.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from openkontext.toyworld import CATEGORIES
@@ -87,10 +88,9 @@ def loss_table(run_dir: Path, stretch: int = 1000) -> str:
     return "\n".join(rows)
 
 
-def _own_losses(run_dir: Path, inherited: set[str] = frozenset()) -> dict[int, float]:
-    """Step -> flow loss from a run's log, leaving out the lines in ``inherited`` (a branch's copy of its source's
-    log); a step logged twice (a resume after a lost checkpoint) keeps its last value."""
-    lines = (Path(run_dir) / "log.jsonl").read_text().splitlines()
+def _own_losses(lines: list[str], inherited: set[str] = frozenset()) -> dict[int, float]:
+    """Step -> flow loss from a run's log lines, leaving out the lines in ``inherited`` (a branch's copy of its
+    source's log); a step logged twice (a resume after a lost checkpoint) keeps its last value."""
     losses = {}
     for line in lines:
         if line.strip() and line not in inherited:
@@ -107,20 +107,17 @@ def paired_loss_table(run_dir: Path, branch_dir: Path, stretch: int = 1000) -> s
     differ only by their weights: the mean paired difference (branch - source) and its standard error show a
     recipe change (optimiser, rate, data weights) far sooner than two separate curves do. Only the branch's own
     log lines count: those it copied from the source when it was made are left out."""
-    source_lines = set((Path(run_dir) / "log.jsonl").read_text().splitlines())
-    source, branch = _own_losses(run_dir), _own_losses(branch_dir, source_lines)
-    steps = sorted(set(source) & set(branch))
-    rows = ["| steps | pairs | source loss | branch − source | ± (s.e.) | ratio |", "|---|---|---|---|---|---|"]
+    source_lines = (Path(run_dir) / "log.jsonl").read_text().splitlines()
+    source = _own_losses(source_lines)
+    branch = _own_losses((Path(branch_dir) / "log.jsonl").read_text().splitlines(), set(source_lines))
     groups: dict[int, list[int]] = {}
-    for step in steps:
+    for step in sorted(set(source) & set(branch)):
         groups.setdefault((step - 1) // stretch, []).append(step)
-    for index in sorted(groups):
-        group = groups[index]
-        diffs = [branch[s] - source[s] for s in group]
-        mean_source = sum(source[s] for s in group) / len(group)
-        mean = sum(diffs) / len(diffs)
-        spread = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 / len(diffs) ** 0.5 if len(diffs) > 1 \
-            else float("nan")  # fmt: skip
-        rows.append(f"| {index * stretch + 1}–{(index + 1) * stretch} | {len(group)} | {mean_source:.4f} | "
-                    f"{mean:+.4f} | {spread:.4f} | {(mean_source + mean) / mean_source:.3f} |")
+    rows = ["| steps | pairs | source loss | branch − source | ± (s.e.) | ratio |", "|---|---|---|---|---|---|"]
+    for index, steps in sorted(groups.items()):
+        diffs = [branch[s] - source[s] for s in steps]
+        mean_source, mean = statistics.fmean(source[s] for s in steps), statistics.fmean(diffs)
+        error = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+        rows.append(f"| {index * stretch + 1}–{(index + 1) * stretch} | {len(steps)} | {mean_source:.4f} | "
+                    f"{mean:+.4f} | {error:.4f} | {(mean_source + mean) / mean_source:.3f} |")
     return "\n".join(rows)
