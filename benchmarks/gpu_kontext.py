@@ -219,7 +219,7 @@ def model_info(args, pipeline) -> ModelInfo:
     else:
         info = config_info(CONFIGS[args.config], name=args.config, description=f"benchmark model {args.config}",
                            placeholder=True)  # fmt: skip
-    return dataclasses.replace(info, glyph_context=False, prompt_sized_text=False, preserve=0.0,
+    return dataclasses.replace(info, glyph_context="", prompt_sized_text=False, preserve=0.0,
                                guidance_mode="embedded")  # fmt: skip
 
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image, ImageDraw
 from transformers import ByT5Tokenizer
 
-from openkontext.engine.conditioning import (GLYPH_INDEX, glyph_strip_size, quoted_words, render_glyphs,
-                                             text_length)  # fmt: skip
+from openkontext.engine.conditioning import (GLYPH_INDEX, TOKEN_PX, glyph_strip, glyph_strip_size, quoted_words,
+                                             render_glyphs, text_length)  # fmt: skip
 from openkontext.engine.loading import load_engine
 from openkontext.engine.preserve import changed_region, paste_back
 from openkontext.engine.word_tokenizer import word_tokenizer
@@ -38,6 +38,39 @@ def test_glyph_strip_shows_the_quoted_words_and_is_blank_without_them():
     assert (blank == 255).all()
     long = np.asarray(render_glyphs("Write 'ABCDEFGHIJKLMNOPQRSTUVWXYZ' now", size).convert("L")) < 128
     assert long.any() and long.any(axis=0).nonzero()[0][-1] < 255  # shrunk to fit, not cut off
+
+
+def _ink_rows(strip: Image.Image) -> list[tuple[int, int]]:
+    """(first, last) inked pixel row of each run of inked rows."""
+    rows = (np.asarray(strip.convert("L")) < 128).any(axis=1).nonzero()[0]
+    runs = np.split(rows, np.nonzero(np.diff(rows) > 1)[0] + 1)
+    return [(int(run[0]), int(run[-1])) for run in runs if len(run)]
+
+
+@pytest.mark.parametrize("side", [256, 128])
+def test_rows_strip_puts_each_word_in_its_token_row_at_the_lettering_size(side):
+    strip = glyph_strip("Change the text 'REPEAL' to 'TENSE'.", side, side, "rows")
+    assert strip.size == glyph_strip_size(side, side)
+    runs = _ink_rows(strip)
+    assert len(runs) == 2  # one word per row
+    for row, (top, bottom) in enumerate(runs):
+        assert row * TOKEN_PX <= top and bottom < (row + 1) * TOKEN_PX  # inside its own token row
+        assert abs((bottom - top + 1) - 0.08 * side * 0.73) <= 2  # capitals ~0.73 of the font, 0.08 of the side
+    ink = np.asarray(strip.convert("L")) < 128
+    assert ink.any(axis=0).nonzero()[0][0] >= TOKEN_PX  # starts one token in
+    line = glyph_strip("Change the text 'REPEAL' to 'TENSE'.", side, side, "line")
+    assert line.tobytes() == render_glyphs("Change the text 'REPEAL' to 'TENSE'.", strip.size).tobytes()
+    assert line.tobytes() != strip.tobytes()
+
+
+def test_rows_strip_shrinks_a_long_word_and_leaves_out_words_beyond_its_rows():
+    long = np.asarray(glyph_strip("Write 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'", 256, 256, "rows").convert("L")) < 128
+    assert long.any() and long.any(axis=0).nonzero()[0][-1] < 256 - TOKEN_PX  # shrunk to fit, not cut off
+    five = glyph_strip("'A' 'B' 'C' 'D' 'E'", 256, 256, "rows")  # the strip is 64 px: four rows
+    assert len(_ink_rows(five)) == 4
+    assert (np.asarray(glyph_strip("Make the sign blank.", 256, 256, "rows")) == 255).all()
+    with pytest.raises(ValueError, match="unknown glyph layout 'grid'"):
+        glyph_strip("Write 'A'", 64, 64, "grid")
 
 
 def test_text_length_follows_the_prompt_bytes_up_to_the_cap():
@@ -96,6 +129,25 @@ def test_engine_appends_the_glyph_strip_and_sizes_the_text(glyph_engine):
         assert seen["text"] == 40
     finally:
         hook.remove()
+
+
+def test_the_engine_renders_the_strip_in_the_models_layout():
+    import dataclasses
+
+    engine = load_engine("tiny-glyph", device="cpu")
+    strips = []
+    original = engine._pipeline_for_one_call
+
+    def recording():
+        pipeline = original()
+        strips.append(pipeline)
+        return pipeline
+
+    engine._pipeline_for_one_call = recording
+    for layout in ("line", "rows"):
+        engine.info = dataclasses.replace(engine.info, glyph_context=layout)
+        engine.edit([_square((200, 200, 40))], "Write 'HI'", seed=0, steps=1, guidance=3.0)
+        assert strips[-1].glyph_image.tobytes() == glyph_strip("Write 'HI'", 64, 64, layout).tobytes()
 
 
 def test_the_glyph_strip_conditions_the_output(glyph_engine):

@@ -1,6 +1,8 @@
 """One way from a model's card or configuration to its ModelInfo, for the loader, the training editors and the GPU
 benchmark (each had its own copy, and the benchmark's let the FLUX check override the card's native side)."""
 
+import pytest
+
 from openkontext.engine.buckets import FLUX_KONTEXT_BUCKETS, make_buckets
 from openkontext.engine.configs import CONFIGS
 from openkontext.engine.model_info import MODEL_CARD_FILE, config_info, model_info, read_card
@@ -22,11 +24,22 @@ def test_without_a_card_flux_gets_its_own_buckets_and_others_their_sample_size()
 def test_card_values_and_defaults():
     card = {"name": "mine", "max_sequence_length": 48, "glyph_context": True, "preserve": 0.15, "guidance": "cfg"}
     info = model_info(card, name="folder", description="d", transformer=SMALL, native_side=64)
-    assert (info.name, info.description, info.max_sequence_length, info.glyph_context) == ("mine", "d", 48, True)
+    assert (info.name, info.description, info.max_sequence_length, info.glyph_context) == ("mine", "d", 48, "line")
     assert (info.preserve, info.guidance_mode, info.prompt_sized_text, info.placeholder) == (0.15, "cfg", False, False)
     plain = model_info({}, name="folder", description="d", transformer=SMALL, native_side=64)
     assert (plain.name, plain.max_sequence_length, plain.preserve) == ("folder", 512, 0.0)
-    assert plain.guidance_mode == "embedded"
+    assert plain.guidance_mode == "embedded" and plain.glyph_context == ""
+
+
+@pytest.mark.parametrize("value, layout", [(True, "line"), (False, ""), ("line", "line"), ("rows", "rows"), ("", "")])
+def test_glyph_context_is_a_layout_and_older_cards_true_means_line(value, layout):
+    card = {"glyph_context": value}
+    assert model_info(card, name="n", description="d", transformer=SMALL, native_side=64).glyph_context == layout
+
+
+def test_an_unknown_glyph_layout_is_refused_when_the_model_loads():
+    with pytest.raises(ValueError, match="'grid' is not a glyph layout: expected one of line, rows"):
+        model_info({"glyph_context": "grid"}, name="n", description="d", transformer=SMALL, native_side=64)
 
 
 def test_a_configuration_gives_its_numbers():

@@ -13,12 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from openkontext.engine.conditioning import GLYPH_INDEX, glyph_strip_size
+from openkontext.engine.conditioning import GLYPH_INDEX, glyph_strip, glyph_strip_size, quoted_words
 from openkontext.engine.configs import CONFIGS, build_pipeline
 from openkontext.training.checkpoint import branch_for_cooldown, export, read_config, warm_start
 from openkontext.training.config import FlowRecipe, preset
 from openkontext.training.flow import draw_sigma, token_weights, weighted_mse
-from openkontext.training.latents import ChunkedBatches, chunk_layout, steps_per_chunk
+from openkontext.training.data import to_bytes
+from openkontext.training.latents import ChunkedBatches, chunk_layout, encode, steps_per_chunk
 from openkontext.training import loop
 from openkontext.training.loop import autocast_dtype, lr_factor, train_flow
 
@@ -31,12 +32,12 @@ def test_chunks_are_encoded_once_reused_and_rebuilt_identically():
     cfg = preset("tiny-glyph")
     pipeline = build_pipeline(cfg.architecture, seed=0)
     assert steps_per_chunk(cfg) == 4  # 4 examples x 2 epochs / batch 2
-    batches = ChunkedBatches(cfg, pipeline.vae, True, torch.device("cpu"))
+    batches = ChunkedBatches(cfg, pipeline.vae, "line", torch.device("cpu"))
     first = [batches(step) for step in range(4)]
     # each example of the chunk appears exactly `reuse` times over the chunk's steps
     prompts = sorted(p for b in first for p in b.prompts)
     assert len(prompts) == 8 and all(prompts.count(p) % 2 == 0 for p in prompts)
-    fresh = ChunkedBatches(cfg, pipeline.vae, True, torch.device("cpu"))(2)  # a resumed run starts mid-chunk
+    fresh = ChunkedBatches(cfg, pipeline.vae, "line", torch.device("cpu"))(2)  # a resumed run starts mid-chunk
     assert fresh.prompts == first[2].prompts and torch.equal(fresh.target, first[2].target)
     # glyph strips: as wide as the image, a quarter of its height (at least one token row), in latent units
     h, w = (8 * side for side in first[0].target.shape[-2:])
@@ -46,6 +47,20 @@ def test_chunks_are_encoded_once_reused_and_rebuilt_identically():
     layouts = {chunk_layout(cfg, c) for c in range(40)}
     assert {size for size, _ in layouts} == {(32, 32), (64, 64)}
     assert {t2i for _, t2i in layouts} == {True, False}
+
+
+@pytest.mark.parametrize("layout", ["line", "rows"])
+def test_training_encodes_the_strip_the_engine_renders(layout):
+    cfg = preset("tiny-glyph")
+    vae = build_pipeline(cfg.architecture, seed=0).vae
+    batch = ChunkedBatches(cfg, vae, layout, torch.device("cpu"))(4)  # chunk 1: a text edit quotes two words
+    h, w = (8 * side for side in batch.target.shape[-2:])
+    served = encode(vae, torch.stack([to_bytes(glyph_strip(p, w, h, layout)) for p in batch.prompts]))
+    assert torch.equal(batch.glyphs, served)
+    other = "rows" if layout == "line" else "line"
+    quoting = [i for i, p in enumerate(batch.prompts) if quoted_words(p)]
+    unlike = encode(vae, torch.stack([to_bytes(glyph_strip(p, w, h, other)) for p in batch.prompts]))
+    assert quoting and not torch.equal(batch.glyphs[quoting], unlike[quoting])
 
 
 def test_cpu_training_runs_in_bf16_only_where_the_cpu_computes_it(monkeypatch, tmp_path):
@@ -63,15 +78,15 @@ def test_cpu_training_runs_in_bf16_only_where_the_cpu_computes_it(monkeypatch, t
     assert bf16 != fp32
     # chunks encoded under autocast are kept in float32: the flow's noise mixing and targets are computed from them
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        batch = ChunkedBatches(cfg, build_pipeline(cfg.architecture, seed=0).vae, True, cpu)(0)
+        batch = ChunkedBatches(cfg, build_pipeline(cfg.architecture, seed=0).vae, "line", cpu)(0)
     assert batch.target.dtype == batch.glyphs.dtype == torch.float32
 
 
 def test_worker_processes_render_the_same_chunks_ahead_of_time():
     cfg = preset("tiny-glyph")
     pipeline = build_pipeline(cfg.architecture, seed=0)
-    here = ChunkedBatches(cfg, pipeline.vae, True, torch.device("cpu"))
-    workers = ChunkedBatches(preset("tiny-glyph", data_workers=2), pipeline.vae, True, torch.device("cpu"))
+    here = ChunkedBatches(cfg, pipeline.vae, "line", torch.device("cpu"))
+    workers = ChunkedBatches(preset("tiny-glyph", data_workers=2), pipeline.vae, "line", torch.device("cpu"))
     try:
         steps = [0, 3, 4, 9, 5, 13]  # through consecutive chunks (rendered ahead), a jump ahead and one back
         for step in steps:

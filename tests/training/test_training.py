@@ -61,7 +61,7 @@ def test_flow_loss_falls_on_a_fixed_batch_and_trains_the_text_encoders():
         module.train().requires_grad_(True)
     params = [p for m in modules for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=3e-3)
-    batch = encode_batch(pipeline, edit_batch(cfg, 1), False, torch.device("cpu"))
+    batch = encode_batch(pipeline, edit_batch(cfg, 1), "", torch.device("cpu"))
     text_length = text_length_for(cfg.architecture, pipeline.tokenizer_2)
     losses = []
     for i in range(25):

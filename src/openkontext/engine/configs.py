@@ -27,7 +27,7 @@ class KontextConfig:
     native_side: int = 1024  # the pixel side of the square bucket the model is trained at
     scheduler: dict = field(default_factory=dict)
     vae_class: str = "AutoencoderKL"  # or "TinyAutoencoder" (engine/tiny_autoencoder.py, TAEF2's layout)
-    glyph_context: bool = False  # see engine/conditioning.py
+    glyph_context: str = ""  # the glyph strip's layout (engine/conditioning.py GLYPH_LAYOUTS); "": no strip
     prompt_sized_text: bool = False
     prediction: str = "velocity"  # what the transformer's output means (engine/prediction.py)
     # Both text encoders read word tokens of this vocabulary (engine/word_tokenizer.py); empty: bytes (ByT5)
@@ -87,7 +87,7 @@ CONFIGS: dict[str, KontextConfig] = {
         clip_max_length=32,
         t5_max_length=48,
         native_side=64,
-        glyph_context=True,
+        glyph_context="line",
         prompt_sized_text=True,
     ),
     # The random placeholder (`model=random`): about the default model's size, random weights — a reference that

@@ -24,7 +24,7 @@ from .acceleration.options import AccelerationOptions
 from .acceleration.runtime import AccelerationRuntime
 from .adapters import AdapterChoice, AdapterError
 from .buckets import nearest_bucket
-from .conditioning import GLYPH_INDEX, glyph_strip_size, render_glyphs
+from .conditioning import GLYPH_INDEX, glyph_strip
 from .errors import EditCancelled
 from .images import fit_to_bucket
 from .lora import AdapterGate, adapts_text_encoder
@@ -182,7 +182,7 @@ class KontextEngine:
 
         pipeline = self._pipeline_for_one_call()
         if self.info.glyph_context:
-            pipeline.glyph_image = render_glyphs(prompt, glyph_strip_size(width, height))
+            pipeline.glyph_image = glyph_strip(prompt, width, height, self.info.glyph_context)
         max_sequence_length = self.info.text_length(prompt, pipeline.tokenizer_2)
         preserve = self.info.preserve if preserve is None else preserve
         variant = loras if self._adapted_text else ()  # cached prompt embeddings depend on text-encoder adapters

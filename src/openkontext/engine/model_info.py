@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .buckets import FLUX_KONTEXT_BUCKETS, make_buckets
 from .configs import CONFIGS
-from .conditioning import text_length
+from .conditioning import GLYPH_LAYOUTS, text_length
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"  # the shipped model
 MAX_REFERENCES = 4  # context images per edit: the image to edit and three more, at RoPE indices 1-4
@@ -28,7 +28,7 @@ class ModelInfo:
     placeholder: bool  # True: random weights, the outputs mean nothing
     buckets: tuple[tuple[int, int], ...]
     max_sequence_length: int
-    glyph_context: bool = False  # see conditioning.py
+    glyph_context: str = ""  # the glyph strip's layout (conditioning.py); "": none
     prompt_sized_text: bool = False
     preserve: float = 0.0  # the default paste-back threshold for this model (see preserve.py); 0: off
     # "embedded": guidance goes to the transformer's guidance input (FLUX.1 [dev], guidance-distilled);
@@ -66,12 +66,22 @@ def model_info(card: Mapping, *, name: str, description: str, transformer: Mappi
         placeholder=placeholder,
         buckets=buckets,
         max_sequence_length=card.get("max_sequence_length", 512),
-        glyph_context=card.get("glyph_context", False),
+        glyph_context=_glyph_layout(card.get("glyph_context", "")),
         prompt_sized_text=card.get("prompt_sized_text", False),
         preserve=card.get("preserve", 0.0),
         guidance_mode=card.get("guidance", "embedded"),
         prediction=card.get("prediction", "velocity"),
     )
+
+
+def _glyph_layout(value) -> str:
+    """A card's ``glyph_context``: a layout name, or (cards written before there were layouts) true for "line"."""
+    if isinstance(value, bool):
+        return "line" if value else ""
+    if value and value not in GLYPH_LAYOUTS:
+        raise ValueError(f"the model card's glyph_context {value!r} is not a glyph layout: expected one of "
+                         f"{', '.join(GLYPH_LAYOUTS)}, or false")
+    return value
 
 
 def read_card(folder: Path) -> dict:

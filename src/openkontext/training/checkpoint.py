@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from openkontext.engine.conditioning import GLYPH_LAYOUTS
 from openkontext.engine.configs import build_pipeline
 from openkontext.engine.model_info import MODEL_CARD_FILE, read_card
 
@@ -299,8 +300,9 @@ def _text_line(arch) -> str:
 def _glyph_line(arch) -> str:
     if not arch.glyph_context:
         return ""
-    return ("\n- glyph context: the prompt's quoted words rendered on a white strip a quarter of the image high, "
-            "encoded and\n  appended at RoPE index 8 (openkontext.engine.conditioning).")
+    return (f"\n- glyph context: the prompt's quoted words rendered on a white strip a quarter of the image high "
+            f"({GLYPH_LAYOUTS[arch.glyph_context]}),\n  encoded and appended at RoPE index 8 "
+            "(openkontext.engine.conditioning).")
 
 
 def folder_size(path: Path) -> int:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from diffusers import FluxKontextPipeline
 from diffusers.pipelines.flux.pipeline_flux_kontext import calculate_shift
 
-from openkontext.engine.conditioning import GLYPH_INDEX, batch_text_length, glyph_strip_size, render_glyphs
+from openkontext.engine.conditioning import GLYPH_INDEX, batch_text_length, glyph_strip
 from openkontext.engine.prediction import MIN_SIGMA
 
 from .config import FlowRecipe
@@ -105,13 +105,13 @@ def context_sequence(context: torch.Tensor | None, glyphs: torch.Tensor | None, 
     return torch.cat([t for t, _ in blocks], dim=1), torch.cat([i for _, i in blocks], dim=0)
 
 
-def encode_batch(pipeline, batch, glyphs: bool, device) -> EncodedBatch:
-    """A pixel batch (``data.EditBatch``) encoded as the pipeline would encode it."""
+def encode_batch(pipeline, batch, glyphs: str, device) -> EncodedBatch:
+    """A pixel batch (``data.EditBatch``) encoded as the pipeline would encode it, with glyph strips of layout
+    ``glyphs`` ("": none)."""
     strips = None
     if glyphs:
         h, w = batch.target.shape[-2:]
-        size = glyph_strip_size(w, h)
-        strips = torch.stack([to_tensor(render_glyphs(p, size)) for p in batch.prompts])
+        strips = torch.stack([to_tensor(glyph_strip(p, w, h, glyphs)) for p in batch.prompts])
     with torch.no_grad():
         return EncodedBatch(
             target=encode_images(pipeline.vae, batch.target.to(device)),

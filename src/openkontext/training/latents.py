@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from openkontext.engine.conditioning import glyph_strip_size, render_glyphs
+from openkontext.engine.conditioning import glyph_strip
 from openkontext.toyworld import CATEGORIES, generate
 
 from .config import TrainConfig
@@ -71,14 +71,14 @@ def encode(vae, pixels: torch.Tensor) -> torch.Tensor:
 
 
 def chunk_example(cfg: TrainConfig, chunk: int, k: int, size: tuple[int, int], categories: list[str],
-                  glyphs: bool) -> tuple:  # fmt: skip
+                  glyphs: str) -> tuple:  # fmt: skip
     """Example ``k`` of a chunk as uint8 tensors (``data.to_bytes``: small to send from a worker process):
     (context or None, prompt, target, category, change mask, glyph strip or None). A pure function of its
     arguments, so any process can make it."""
     seed = (cfg.seed * 1_000_003 + CHUNK_STREAM) * 10**9 + chunk * cfg.flow.chunk_examples + k
     sample = generate(seed, split="train", size=size, categories=categories)
     context, prompt, target, mask = edit_examples(sample, np.random.default_rng([cfg.seed, CHUNK_STREAM, chunk, k]))
-    strip = to_bytes(render_glyphs(prompt, glyph_strip_size(*size))) if glyphs else None
+    strip = to_bytes(glyph_strip(prompt, *size, glyphs)) if glyphs else None
     return (None if context is None else to_bytes(context), prompt, to_bytes(target), sample.category,
             torch.from_numpy(np.asarray(mask, dtype=np.uint8)), strip)  # fmt: skip
 
@@ -87,7 +87,7 @@ def _chunk_example(args):  # a process pool's entry point
     return chunk_example(*args)
 
 
-def chunk_jobs(cfg: TrainConfig, chunk: int, glyphs: bool) -> tuple[list[tuple], bool]:
+def chunk_jobs(cfg: TrainConfig, chunk: int, glyphs: str) -> tuple[list[tuple], bool]:
     """The arguments of ``chunk_example`` for every example of chunk ``chunk``, and whether it is text-to-image."""
     (width, height), t2i = chunk_layout(cfg, chunk)
     cats = list(cfg.categories or CATEGORIES)
@@ -95,7 +95,7 @@ def chunk_jobs(cfg: TrainConfig, chunk: int, glyphs: bool) -> tuple[list[tuple],
     return [(cfg, chunk, k, (width, height), cats, glyphs) for k in range(cfg.flow.chunk_examples)], t2i
 
 
-def encode_examples(vae, examples: list[tuple], t2i: bool, glyphs: bool, device) -> EncodedBatch:
+def encode_examples(vae, examples: list[tuple], t2i: bool, glyphs: str, device) -> EncodedBatch:
     """Rendered examples (``chunk_example``'s tuples) encoded by ``vae``; everything lands on ``device``."""
     contexts, prompts, targets, names, masks, strips = (list(column) for column in zip(*examples))
 
@@ -127,7 +127,7 @@ class ChunkedBatches:
     samples (the toy world is pure Python and PIL: one core makes ~200 samples/s at 256²), the next chunk's while
     the model trains on this one."""
 
-    def __init__(self, cfg: TrainConfig, vae, glyphs: bool, device):
+    def __init__(self, cfg: TrainConfig, vae, glyphs: str, device):
         self.cfg, self.vae, self.glyphs, self.device = cfg, vae, glyphs, device
         self.chunk, self.data = None, None
         self.pool, self.next = None, None  # next: (chunk, t2i, its examples as they are rendered)

@@ -73,7 +73,7 @@ class Probe:
             if cache is not None:
                 torch.save(self.batches, cache)
 
-    def _encode(self, size: int, glyphs: bool, n: int, split: str) -> dict[str, EncodedBatch]:
+    def _encode(self, size: int, glyphs: str, n: int, split: str) -> dict[str, EncodedBatch]:
         from .data import EditBatch
 
         batches = {}
