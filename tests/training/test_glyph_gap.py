@@ -5,39 +5,18 @@ case that quotes a word must not."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 import torch
 
 from openkontext.engine.conditioning import quoted_words
-from openkontext.training import preset
 from openkontext.training.checkpoint import build_trained_pipeline
-from openkontext.training.loop import train_flow
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "glyph_gap.py"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("glyph_gap", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("run")
-    train_flow(preset("tiny-glyph", **{"flow.steps": 2}), folder)
-    return folder
-
-
-def test_only_quoting_cases_change_with_the_strip(run):
-    pipeline, cfg, _ = build_trained_pipeline(run)
-    result = _script().strip_errors(pipeline, cfg, 16)
+def test_only_quoting_cases_change_with_the_strip(tiny_run, load_script):
+    pipeline, cfg, _ = build_trained_pipeline(tiny_run)
+    result = load_script("glyph_gap").strip_errors(pipeline, cfg, 16)
     quoting = [bool(quoted_words(prompt)) for prompt in result.prompts]
     assert any(quoting) and not all(quoting)
     for by_kind in result.errors.values():
@@ -48,12 +27,13 @@ def test_only_quoting_cases_change_with_the_strip(run):
         # closer than any case's own strip with letters
         gap = [float((own[case] - blank[case]).abs().max()) for case in range(len(quoting))]
         assert max(g for g, q in zip(gap, quoting) if not q) < min(g for g, q in zip(gap, quoting) if q) / 4
-    ratios = _script().family_ratios(result)
+    ratios = load_script("glyph_gap").family_ratios(result)
     assert set(ratios) == {0.9, 0.5, 0.2} and all(set(r) == set(result.families) for r in ratios.values())
 
 
-def test_the_script_prints_a_row_per_sigma_and_family(run):
-    out = subprocess.run([sys.executable, str(SCRIPT), "--run", str(run), "--cases", "16"], capture_output=True,
+def test_the_script_prints_a_row_per_sigma_and_family(tiny_run, load_script):
+    script = load_script("glyph_gap").__file__
+    out = subprocess.run([sys.executable, script, "--run", str(tiny_run), "--cases", "16"], capture_output=True,
                          text=True, timeout=300, check=True).stdout  # fmt: skip
     rows = [line for line in out.splitlines() if line.startswith("| 0.")]
     assert len(rows) == 3 * 3 and "| own strip | another case's | blank |" in out
