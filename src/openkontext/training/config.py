@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from openkontext.toyworld import CATEGORIES
 from openkontext.engine.configs import CONFIGS, KontextConfig, tiny_autoencoder_config, vae_config
+from openkontext.toyworld import CATEGORIES
 
 from .vocabulary import prompt_words
 
@@ -68,7 +68,7 @@ DEFAULT_DEEP_MODEL = dataclasses.replace(
 
 # The word-token architecture with the "rows" glyph strip: each quoted word on its own token row in letters the size
 # of a sign's, so that writing a word can be a copy of the strip's letters (the "line" strip, as large as it fits,
-# was not read at all by openkontext-toy-v8: docs/training.md, "The glyph strip").
+# was not read at all by openkontext-toy-v8: docs/training.md, "The glyph strip is not read").
 DEFAULT_ROWS_MODEL = dataclasses.replace(DEFAULT_WORDS_MODEL, glyph_context="rows")
 
 MODELS: dict[str, KontextConfig] = {
