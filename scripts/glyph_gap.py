@@ -26,9 +26,10 @@ from openkontext.engine.conditioning import glyph_strip, quoted_words
 from openkontext.toyworld import generate
 from openkontext.training.data import EditBatch, to_tensor
 from openkontext.training.checkpoint import build_trained_pipeline
-from openkontext.training.flow import context_sequence, encode_batch, encode_text, pack, text_length_for, velocity
+from openkontext.training.flow import (context_sequence, encode_batch, encode_images, encode_text, pack,
+                                      text_length_for, velocity)
 from openkontext.training.loop import TRAINABLE
-from openkontext.training.probe import PROBE_SEED
+from openkontext.training.probe import PROBE_SEED, changed_tokens
 
 SEED = PROBE_SEED + 10_000  # text cases of their own, apart from the probe's
 SIGMAS = (0.9, 0.5, 0.2)
@@ -61,15 +62,12 @@ def strip_errors(pipeline, cfg, n: int) -> StripErrors:
     another = encoded.glyphs.clone()
     for i, j in zip(quoting, quoting[1:] + quoting[:1]):
         another[i] = encoded.glyphs[j]
-    blank_pixels = to_tensor(glyph_strip("", side, side, layout)).unsqueeze(0)
-    blank = encode_batch(pipeline, EditBatch(context=None, prompts=[""], target=blank_pixels, categories=["text"],
-                                             masks=pixels.masks[:1]), "", torch.device("cpu"))  # fmt: skip
-    strips = {"own strip": encoded.glyphs, "another case's": another, "blank": blank.target.expand_as(encoded.glyphs)}
+    blank = encode_images(pipeline.vae, to_tensor(glyph_strip("", side, side, layout)).unsqueeze(0))
+    strips = {"own strip": encoded.glyphs, "another case's": another, "blank": blank.expand_as(encoded.glyphs)}
 
     x0, latent_ids = pack(encoded.target, 0, "cpu")
     context, _ = pack(encoded.context, 0, "cpu")
-    patch = 2 * pipeline.vae_scale_factor
-    changed = torch.nn.functional.avg_pool2d(pixels.masks.unsqueeze(1), patch).flatten(1) > 0.5
+    changed = changed_tokens(pipeline, pixels.masks)
     text = encode_text(pipeline, pixels.prompts, text_length_for(cfg.architecture, pipeline.tokenizer_2), "cpu")
     generator = torch.Generator().manual_seed(SEED)
     errors: dict = {}

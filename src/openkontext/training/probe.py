@@ -48,6 +48,12 @@ def probe_cases(size: int, n: int = PROBE_CASES, split: str = "heldout") -> dict
     return cases
 
 
+def changed_tokens(pipeline, masks: torch.Tensor) -> torch.Tensor:
+    """(cases, H, W) change masks -> (cases, tokens) bool: the tokens whose patch the edit changes more than half of."""
+    patch = 2 * pipeline.vae_scale_factor
+    return torch.nn.functional.avg_pool2d(masks.float().unsqueeze(1), patch).flatten(1) > 0.5
+
+
 class ProbeInputs(NamedTuple):
     x0: torch.Tensor  # the target's tokens
     latent_ids: torch.Tensor
@@ -113,10 +119,9 @@ class Probe:
             None if batch.context is None else batch.context.to(dev),
             None if batch.glyphs is None else batch.glyphs.to(dev), dev,
         )  # fmt: skip
-        patch = 2 * self.pipeline.vae_scale_factor
-        share = torch.nn.functional.avg_pool2d(batch.masks.unsqueeze(1), patch).flatten(1).to(dev)
         text = encode_text(self.pipeline, batch.prompts, self.text_length, dev)
-        return ProbeInputs(x0, latent_ids, context_tokens, context_ids, share > 0.5, text)
+        changed = changed_tokens(self.pipeline, batch.masks).to(dev)
+        return ProbeInputs(x0, latent_ids, context_tokens, context_ids, changed, text)
 
     def _category(self, batch: EncodedBatch, generator: torch.Generator) -> dict:
         dev = self.device
