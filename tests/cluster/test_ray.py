@@ -172,6 +172,16 @@ class Deployment:
         return sum(sample.value for sample in self.metrics()["openkontext_worker_lease_takeovers"]
                    if sample.name.endswith("_total"))  # fmt: skip
 
+    def wait_takeovers(self, at_least: int, timeout: float = 120) -> float:
+        """Poll /metrics until the pools report ``at_least`` takeovers. A pool's count reaches the store with its
+        next heartbeat, and /metrics shows only pools heard from within a lease: on a loaded machine one scrape can
+        fall between two late heartbeats."""
+        deadline = time.monotonic() + timeout
+        while (takeovers := self.takeovers()) < at_least:
+            assert time.monotonic() < deadline, f"{takeovers:.0f} takeovers on /metrics after {timeout:.0f} s"
+            time.sleep(0.5)
+        return takeovers
+
 
 @pytest.fixture(scope="module")
 def deployment(postgres, tmp_path_factory):  # noqa: F811
@@ -228,15 +238,15 @@ def test_a_scaled_pool_runs_the_jobs_an_api_replica_accepts(deployment):
         metrics = deployment.metrics()
         pools = [s.value for s in metrics["openkontext_workers"] if s.labels == {"unit": "pools"}]
         running = metrics["openkontext_worker_running"]
-        if pools == [2] and {s.labels["worker"] for s in running} == worker_ids:
+        finished = sum(s.value for s in metrics["openkontext_worker_jobs_finished"] if s.name.endswith("_total"))
+        # (each pool's count reaches the store with its next heartbeat, so the scrape may lag the actors' status)
+        if pools == [2] and {s.labels["worker"] for s in running} == worker_ids and finished == 4:
             break
-        assert time.monotonic() < deadline, (pools, running, worker_ids)
+        assert time.monotonic() < deadline, (pools, running, worker_ids, finished)
         time.sleep(0.5)
     assert {s.labels["role"] for s in running} == {"ray"}
     threads = [s.value for s in metrics["openkontext_workers"] if s.labels == {"unit": "threads"}]
     assert threads == [2]
-    finished = metrics["openkontext_worker_jobs_finished"]
-    assert sum(s.value for s in finished if s.name.endswith("_total")) == 4
 
 
 def test_scaling_down_and_up_while_jobs_run_drops_no_job(deployment):
@@ -299,7 +309,7 @@ def test_an_actor_killed_mid_job_is_restarted_and_its_job_taken_over(deployment)
     row = deployment.row(job_id)
     assert row["attempts"] == 2, row  # started by the victim, then once more by whoever took it over
     assert f"job {job_id}: taken over from {victim['id']}" in deployment.cluster.worker_logs()
-    assert deployment.takeovers() >= 1
+    deployment.wait_takeovers(at_least=1)
 
     # Ray restarted the actor: the same name answers from a new process (a new worker id).
     def restarted(actors):
