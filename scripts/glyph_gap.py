@@ -1,6 +1,7 @@
 """Does the model read the glyph strip? The changed-token error of held-out text edits (as a ratio to the copy
-baseline's, per edit family) with each case's own strip, another case's strip (of a case that quotes a word too),
-and a blank strip; the prompt is each case's own throughout.
+baseline's, per edit family) with each case's own strip, another case's strip (of a case that quotes a word too; an
+aligned canvas draws the other case's word in this case's box, so only the letters differ), and a blank strip; the
+prompt is each case's own throughout.
 
     python scripts/glyph_gap.py --run runs/g1 [--cases 48]
 
@@ -22,7 +23,8 @@ from openkontext.quiet import quiet_libraries
 
 quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
 
-from openkontext.engine.conditioning import glyph_strip, quoted_words
+from openkontext.engine.conditioning import glyph_strip, quoted_words, word_to_write
+from openkontext.engine.preserve import mask_box
 from openkontext.toyworld import generate
 from openkontext.training.data import EditBatch, to_tensor
 from openkontext.training.checkpoint import build_trained_pipeline
@@ -45,6 +47,11 @@ def text_cases(side: int, n: int) -> tuple[EditBatch, list[str]]:
     return batch, [s.meta["family"] for s in samples]
 
 
+def shows_a_word(prompt: str, layout: str) -> bool:
+    """Whether the prompt's glyph image has letters: any quoted word, or for an aligned canvas a word to write."""
+    return word_to_write(prompt) is not None if layout == "aligned" else bool(quoted_words(prompt))
+
+
 class StripErrors(NamedTuple):
     prompts: list[str]
     families: list[str]
@@ -57,11 +64,12 @@ def strip_errors(pipeline, cfg, n: int) -> StripErrors:
     """The model's error on ``n`` held-out text edits with each strip kind, per case and token."""
     layout, side = cfg.architecture.glyph_context, cfg.architecture.native_side
     pixels, families = text_cases(side, n)
-    encoded = encode_batch(pipeline, pixels, layout, torch.device("cpu"))
-    quoting = [i for i, prompt in enumerate(pixels.prompts) if quoted_words(prompt)]
+    encoded = encode_batch(pipeline, pixels, layout, torch.device("cpu"))  # an aligned word in the mask's own box
+    quoting = [i for i, prompt in enumerate(pixels.prompts) if shows_a_word(prompt, layout)]
     another = encoded.glyphs.clone()
-    for i, j in zip(quoting, quoting[1:] + quoting[:1]):
-        another[i] = encoded.glyphs[j]
+    for i, j in zip(quoting, quoting[1:] + quoting[:1]):  # case j's words; an aligned canvas draws them in i's box
+        strip = glyph_strip(pixels.prompts[j], side, side, layout, box=mask_box(pixels.masks[i].numpy()))
+        another[i] = encode_images(pipeline.vae, to_tensor(strip).unsqueeze(0))[0]
     blank = encode_images(pipeline.vae, to_tensor(glyph_strip("", side, side, layout)).unsqueeze(0))
     strips = {"own strip": encoded.glyphs, "another case's": another, "blank": blank.expand_as(encoded.glyphs)}
 

@@ -9,9 +9,9 @@ from PIL import Image, ImageDraw
 from transformers import ByT5Tokenizer
 
 from openkontext.engine.conditioning import (GLYPH_INDEX, TOKEN_PX, glyph_strip, glyph_strip_size, quoted_words,
-                                             render_glyphs, text_length)  # fmt: skip
+                                             render_glyphs, text_length, word_to_write)  # fmt: skip
 from openkontext.engine.loading import load_engine
-from openkontext.engine.preserve import changed_region, paste_back
+from openkontext.engine.preserve import changed_region, mask_box, paste_back
 from openkontext.engine.word_tokenizer import word_tokenizer
 
 
@@ -71,6 +71,52 @@ def test_rows_strip_shrinks_a_long_word_and_leaves_out_words_beyond_its_rows():
     assert (np.asarray(glyph_strip("Make the sign blank.", 256, 256, "rows")) == 255).all()
     with pytest.raises(ValueError, match="unknown glyph layout 'grid'"):
         glyph_strip("Write 'A'", 64, 64, "grid")
+
+
+@pytest.mark.parametrize("prompt, word", [
+    ("Change 'KELLAR' to 'SUMITH'", "SUMITH"),
+    ("Make the sign say 'NEW' instead of 'OLD'.", "NEW"),
+    ('Edit the badge so it reads "NEW" instead of "OLD".', "NEW"),
+    ("Write \u2018HELLO WORLD\u2019 on the sign", "HELLO WORLD"),
+    ("Add a sign that says 'OPEN' next to the door", "OPEN"),
+    ("Remove the text 'OLD'.", None),
+    ("  erase 'OLD' from the sign", None),
+    ("Take the word 'OLD' off the banner.", None),
+    ("Make the sign blank.", None),
+    ("Don't change the dog's hat", None),
+])  # fmt: skip
+def test_word_to_write_is_the_new_word_and_none_for_removals(prompt, word):
+    assert word_to_write(prompt) == word
+
+
+def test_word_to_write_reads_every_text_template_of_the_toy_world():
+    from openkontext.toyworld.prompts import TEMPLATES
+
+    for family in ("replace_text", "add_text", "remove_text"):
+        for template in TEMPLATES[family]:
+            prompt = template.format(old="OLDWORD", new="NEWWORD", carrier="sign")
+            expected = None if family == "remove_text" else "NEWWORD"
+            assert word_to_write(prompt) == expected, prompt
+
+
+def _ink_box(image: Image.Image) -> tuple[int, int, int, int] | None:
+    return mask_box(np.asarray(image.convert("L")) < 128)
+
+
+def test_aligned_canvas_draws_the_word_to_write_inside_its_box_at_the_images_size():
+    box = (60, 100, 200, 124)
+    canvas = glyph_strip("Change 'KELLAR' to 'SUMITH'", 256, 192, "aligned", box=box)
+    assert canvas.size == (256, 192)  # the image's own size: its tokens take the target's positions
+    left, top, right, bottom = _ink_box(canvas)
+    assert box[0] <= left and right <= box[2] and box[1] <= top and bottom <= box[3]
+    assert bottom - top >= 0.7 * (box[3] - box[1])  # as large as the box allows, not a token-row size
+    assert abs((left + right) / 2 - (box[0] + box[2]) / 2) <= 2  # centred
+    other = glyph_strip("Change 'KELLAR' to 'TOMATO'", 256, 192, "aligned", box=box)
+    assert other.tobytes() != canvas.tobytes()  # the new word's letters, not the old one's
+    assert glyph_strip("Change 'KELLAR' to 'TOMATO'", 256, 192, "aligned", box=box).tobytes() == other.tobytes()
+    for blank in (glyph_strip("Change 'KELLAR' to 'SUMITH'", 256, 192, "aligned"),  # no box yet: the first pass
+                  glyph_strip("Remove the text 'KELLAR'.", 256, 192, "aligned", box=box)):  # fmt: skip
+        assert blank.size == (256, 192) and (np.asarray(blank) == 255).all()
 
 
 def test_text_length_follows_the_prompt_bytes_up_to_the_cap():
@@ -148,6 +194,54 @@ def test_the_engine_renders_the_strip_in_the_models_layout():
         engine.info = dataclasses.replace(engine.info, glyph_context=layout)
         engine.edit([_square((200, 200, 40))], "Write 'HI'", seed=0, steps=1, guidance=3.0)
         assert strips[-1].glyph_image.tobytes() == glyph_strip("Write 'HI'", 64, 64, layout).tobytes()
+
+
+def test_an_aligned_model_finds_the_box_with_a_first_pass_and_writes_the_word_there(monkeypatch):
+    import dataclasses
+
+    import openkontext.engine.kontext as kontext
+
+    # A random model's decodes differ from the context's by at most ~10 % anywhere: count any difference as a change
+    # (the threshold is the default model's paste-back one, meant for trained weights).
+    monkeypatch.setattr(kontext, "GLYPH_BOX_THRESHOLD", 0.02)
+    boxes = []
+    monkeypatch.setattr(kontext, "changed_region", lambda *args: boxes.append(changed_region(*args)) or boxes[-1])
+    engine = load_engine("tiny-glyph", device="cpu")
+    engine.info = dataclasses.replace(engine.info, glyph_context="aligned")
+    canvases, progress = [], []
+    original = engine.pipeline.transformer.forward
+
+    def record(*args, **kwargs):
+        canvases.append(engine_canvas[0].glyph_image)
+        return original(*args, **kwargs)
+
+    engine_canvas = []
+    make_pipeline = engine._pipeline_for_one_call
+
+    def recording():
+        engine_canvas[:] = [make_pipeline()]
+        return engine_canvas[0]
+
+    engine._pipeline_for_one_call = recording
+    engine.pipeline.transformer.forward = record
+    image = _square((200, 200, 40))
+    try:
+        engine.edit([image], "Write 'HI' on the sign", seed=0, steps=2, guidance=3.0,
+                    on_step=lambda step, total, preview: progress.append((step, total)))  # fmt: skip
+        assert progress == [(1, 4), (2, 4), (3, 4), (4, 4)]  # two passes of two steps, reported as one run
+        first, second = canvases[0], canvases[-1]
+        assert (np.asarray(first) == 255).all()  # the first pass sees a blank canvas
+        assert first.size == second.size == (64, 64)
+        left, top, right, bottom = _ink_box(second)  # the second pass has the word drawn in the changed region
+        region = mask_box(boxes[0])
+        assert region[0] <= left and region[1] <= top and right <= region[2] and bottom <= region[3]
+        assert second.tobytes() == glyph_strip("Write 'HI' on the sign", 64, 64, "aligned", box=region).tobytes()
+        canvases.clear(), progress.clear()
+        engine.edit([image], "Remove the text 'HI'", seed=0, steps=2, guidance=3.0,
+                    on_step=lambda step, total, preview: progress.append((step, total)))  # fmt: skip
+        assert progress == [(1, 2), (2, 2)] and all((np.asarray(c) == 255).all() for c in canvases)  # one pass
+    finally:
+        engine.pipeline.transformer.forward = original
 
 
 def test_the_glyph_strip_conditions_the_output(glyph_engine):

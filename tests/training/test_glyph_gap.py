@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from openkontext.engine.conditioning import quoted_words
+from openkontext.engine.conditioning import quoted_words, word_to_write
 from openkontext.training.checkpoint import build_trained_pipeline
 
 
@@ -29,6 +29,21 @@ def test_only_quoting_cases_change_with_the_strip(tiny_run, load_script):
         assert max(g for g, q in zip(gap, quoting) if not q) < min(g for g, q in zip(gap, quoting) if q) / 4
     ratios = load_script("glyph_gap").family_ratios(result)
     assert set(ratios) == {0.9, 0.5, 0.2} and all(set(r) == set(result.families) for r in ratios.values())
+
+
+def test_an_aligned_canvas_swaps_only_the_letters(tiny_run, load_script):
+    import dataclasses
+
+    pipeline, cfg, _ = build_trained_pipeline(tiny_run)
+    cfg = dataclasses.replace(cfg, model="tiny-aligned")  # the same weights, given an aligned canvas
+    script = load_script("glyph_gap")
+    result = script.strip_errors(pipeline, cfg, 16)
+    writing = [word_to_write(prompt) is not None for prompt in result.prompts]
+    assert any(writing) and not all(writing)
+    for by_kind in result.errors.values():
+        own, another = by_kind["own strip"], by_kind["another case's"]
+        for case, writes in enumerate(writing):
+            assert torch.equal(own[case], another[case]) != writes
 
 
 def test_the_script_prints_a_row_per_sigma_and_family(tiny_run, load_script):

@@ -4,7 +4,9 @@ Sampling is diffusers' ``FluxKontextPipeline``: each context image is VAE-encode
 target tokens along the sequence axis; each Euler step of the flow-matching scheduler slices the prediction back to
 the target tokens. The thin subclass below gives context image *i* its own RoPE index *i* (1…4), as in the Kontext
 paper, where the stock pipeline takes one. This module chooses the resolution bucket, seeds the noise, reports
-progress per step, renders cheap previews and stops between steps when asked. An edit may ask for LoRA adapters
+progress per step, renders cheap previews and stops between steps when asked. A model with an ``aligned`` glyph
+canvas (conditioning.py) samples a prompt that writes a word twice: first on a blank canvas, to find where the
+image changes, then with the word drawn there (progress counts both passes). An edit may ask for LoRA adapters
 loaded at start (engine/lora.py): they are activated for it, and edits that ask for others wait their turn.
 """
 
@@ -24,12 +26,12 @@ from .acceleration.options import AccelerationOptions
 from .acceleration.runtime import AccelerationRuntime
 from .adapters import AdapterChoice, AdapterError
 from .buckets import nearest_bucket
-from .conditioning import GLYPH_INDEX, glyph_strip
+from .conditioning import GLYPH_BOX_THRESHOLD, GLYPH_INDEX, glyph_strip, word_to_write
 from .errors import EditCancelled
 from .images import fit_to_bucket
 from .lora import AdapterGate, adapts_text_encoder
 from .model_info import MAX_REFERENCES, ModelInfo
-from .preserve import paste_back
+from .preserve import changed_region, mask_box, paste_back
 
 # A requested size above this many times the model's native area is generated at the nearest bucket and resized:
 # FLUX.1 Kontext [dev] (1 MP native) runs every size up to 1440² as asked; the 256² default model does not.
@@ -168,7 +170,15 @@ class KontextEngine:
         output = self.output_size(images, aspect_ratio=aspect_ratio, size=size)
         width, height = self._sampling_size(output)
         context = [fit_to_bucket(image, (width, height)) for image in images]
-        stopped = False
+        pipeline = self._pipeline_for_one_call()
+        layout = self.info.glyph_context
+        if layout:
+            pipeline.glyph_image = glyph_strip(prompt, width, height, layout)  # an aligned canvas starts blank
+        # An aligned canvas needs the box where the word goes: a first pass on the blank canvas finds it (the region
+        # it changes), a second pass, same noise, writes the word drawn there.
+        placing = layout == "aligned" and bool(context) and word_to_write(prompt) is not None
+        total_steps = steps * (2 if placing else 1)
+        done_steps, stopped = 0, False
 
         def step_end(pipeline, index, timestep, tensors):
             nonlocal stopped
@@ -176,13 +186,10 @@ class KontextEngine:
             def preview() -> bytes:
                 return self._preview(tensors["latents"], (width, height))
 
-            if on_step is not None and on_step(index + 1, steps, preview) is False:
+            if on_step is not None and on_step(done_steps + index + 1, total_steps, preview) is False:
                 stopped = pipeline._interrupt = True
             return {}
 
-        pipeline = self._pipeline_for_one_call()
-        if self.info.glyph_context:
-            pipeline.glyph_image = glyph_strip(prompt, width, height, self.info.glyph_context)
         max_sequence_length = self.info.text_length(prompt, pipeline.tokenizer_2)
         preserve = self.info.preserve if preserve is None else preserve
         variant = loras if self._adapted_text else ()  # cached prompt embeddings depend on text-encoder adapters
@@ -194,7 +201,8 @@ class KontextEngine:
                                                          variant=variant)  # fmt: skip
                 true_cfg = dict(true_cfg_scale=guidance, **negative)
             prompt_arguments = self.runtime.prompt_arguments(pipeline, prompt, max_sequence_length, variant=variant)
-            with self.runtime.session(pipeline):
+
+            def sample() -> torch.Tensor:
                 latents = pipeline(
                     image=(context[0] if len(context) == 1 else context) if context else None,
                     **prompt_arguments,
@@ -212,9 +220,21 @@ class KontextEngine:
                 ).images
                 if stopped:
                     raise EditCancelled
-                result = self._decode(pipeline, latents, width, height)
-                if preserve and context:
+                return latents
+
+            with self.runtime.session(pipeline):
+                result = self._decode(pipeline, sample(), width, height)
+                context_decode = None
+                if placing:
                     context_decode = self._decode(pipeline, pipeline.context_latents, width, height)
+                    box = mask_box(changed_region(result, context_decode, GLYPH_BOX_THRESHOLD))
+                    if box is not None:
+                        pipeline.glyph_image = glyph_strip(prompt, width, height, layout, box=box)
+                        done_steps = steps
+                        result = self._decode(pipeline, sample(), width, height)
+                if preserve and context:
+                    if context_decode is None:
+                        context_decode = self._decode(pipeline, pipeline.context_latents, width, height)
                     result = paste_back(result, context[0], context_decode, threshold=preserve)
         return result if result.size == output else result.resize(output, Image.Resampling.LANCZOS)
 

@@ -30,6 +30,15 @@ def changed_region(output_decode: Image.Image, context_decode: Image.Image, thre
     return changed
 
 
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the nonzero pixels of an (H, W) mask, right and bottom exclusive; None if
+    empty."""
+    rows, columns = np.nonzero(np.asarray(mask) > 0)
+    if rows.size == 0:
+        return None
+    return int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1
+
+
 def paste_back(output: Image.Image, context: Image.Image, context_decode: Image.Image, threshold: float,
                grow: int = DEFAULT_GROW) -> Image.Image:  # fmt: skip
     """``output`` where it changed the image, ``context`` (the input as given to the model) elsewhere."""

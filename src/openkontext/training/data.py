@@ -71,6 +71,11 @@ def _rng(cfg: TrainConfig, step: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([cfg.seed, stream, step])
 
 
+def glyph_rng(cfg: TrainConfig, step: int) -> np.random.Generator:
+    """The random stream of a streamed batch's glyph images (glyphs.py: an aligned canvas's box jitter)."""
+    return _rng(cfg, step, 3)
+
+
 def _seed(cfg: TrainConfig, step: int, k: int, stream: int) -> int:
     return (cfg.seed * 1_000_003 + stream) * 10**9 + step * SEEDS_PER_STEP + k
 

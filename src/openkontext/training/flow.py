@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import FluxKontextPipeline
@@ -31,9 +32,11 @@ from diffusers.pipelines.flux.pipeline_flux_kontext import calculate_shift
 
 from openkontext.engine.conditioning import GLYPH_INDEX, batch_text_length, glyph_strip
 from openkontext.engine.prediction import MIN_SIGMA
+from openkontext.engine.preserve import mask_box
 
 from .config import FlowRecipe
 from .data import augment_prompt, to_tensor
+from .glyphs import training_glyph
 from .latents import EncodedBatch
 
 TextLength = Callable[[list[str]], int]  # prompts -> the T5 sequence length of their batch
@@ -105,13 +108,15 @@ def context_sequence(context: torch.Tensor | None, glyphs: torch.Tensor | None, 
     return torch.cat([t for t, _ in blocks], dim=1), torch.cat([i for _, i in blocks], dim=0)
 
 
-def encode_batch(pipeline, batch, glyphs: str, device) -> EncodedBatch:
+def encode_batch(pipeline, batch, glyphs: str, device, rng: np.random.Generator | None = None) -> EncodedBatch:
     """A pixel batch (``data.EditBatch``) encoded as the pipeline would encode it, with glyph strips of layout
-    ``glyphs`` ("": none)."""
+    ``glyphs`` ("": none). ``rng`` jitters an aligned canvas's box as training does (glyphs.py); None draws the
+    word in the change mask's own box (the probe's fixed cases)."""
     strips = None
     if glyphs:
         h, w = batch.target.shape[-2:]
-        strips = torch.stack([to_tensor(glyph_strip(p, w, h, glyphs)) for p in batch.prompts])
+        strips = torch.stack([to_tensor(_glyph(p, (w, h), glyphs, mask.numpy(), rng))
+                              for p, mask in zip(batch.prompts, batch.masks)])  # fmt: skip
     with torch.no_grad():
         return EncodedBatch(
             target=encode_images(pipeline.vae, batch.target.to(device)),
@@ -119,6 +124,12 @@ def encode_batch(pipeline, batch, glyphs: str, device) -> EncodedBatch:
             glyphs=None if strips is None else encode_images(pipeline.vae, strips.to(device)),
             prompts=list(batch.prompts), categories=list(batch.categories), masks=batch.masks,
         )  # fmt: skip
+
+
+def _glyph(prompt: str, size: tuple[int, int], layout: str, mask: np.ndarray, rng: np.random.Generator | None):
+    if rng is None:
+        return glyph_strip(prompt, *size, layout, box=mask_box(mask))
+    return training_glyph(prompt, size, layout, mask, rng)
 
 
 def draw_sigma(recipe: FlowRecipe, categories: list[str], image_seq_len: int, scheduler_config,

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from openkontext.engine.conditioning import glyph_strip
 from openkontext.toyworld import CATEGORIES, generate
 
 from .config import TrainConfig
 from .data import edit_examples, from_bytes, to_bytes
+from .glyphs import training_glyph
 
 CHUNK_STREAM = 4
+GLYPH_PURPOSE = 2  # an example's glyph draws (aligned box jitter), apart from its chunk's streams
 ENCODE_BATCH = 16
 
 
@@ -78,7 +79,8 @@ def chunk_example(cfg: TrainConfig, chunk: int, k: int, size: tuple[int, int], c
     seed = (cfg.seed * 1_000_003 + CHUNK_STREAM) * 10**9 + chunk * cfg.flow.chunk_examples + k
     sample = generate(seed, split="train", size=size, categories=categories)
     context, prompt, target, mask = edit_examples(sample, np.random.default_rng([cfg.seed, CHUNK_STREAM, chunk, k]))
-    strip = to_bytes(glyph_strip(prompt, *size, glyphs)) if glyphs else None
+    glyph_rng = np.random.default_rng([cfg.seed, CHUNK_STREAM, chunk, k, GLYPH_PURPOSE])
+    strip = to_bytes(training_glyph(prompt, size, glyphs, mask, glyph_rng)) if glyphs else None
     return (None if context is None else to_bytes(context), prompt, to_bytes(target), sample.category,
             torch.from_numpy(np.asarray(mask, dtype=np.uint8)), strip)  # fmt: skip
 

@@ -22,7 +22,7 @@ from openkontext.engine.model_info import read_card
 
 from .checkpoint import load_autoencoder, load_state, log_line, save_state, warm_start, write_config, zero_output
 from .config import TrainConfig
-from .data import edit_batch, vae_batch
+from .data import edit_batch, glyph_rng, vae_batch
 from .flow import encode_batch, flow_loss, guidance_distill_loss, text_length_for
 from .latents import ChunkedBatches
 from .optimizer import build_optimizer
@@ -261,7 +261,7 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
         batches = ChunkedBatches(cfg, pipeline.vae, glyphs, dev)
     else:
         def batches(step: int):
-            return encode_batch(pipeline, edit_batch(cfg, step), glyphs, dev)
+            return encode_batch(pipeline, edit_batch(cfg, step), glyphs, dev, rng=glyph_rng(cfg, step))
     probe = Probe(cfg, run_dir, pipeline, dev) if cfg.probe_every_s and phase == "base" else None
     probe_clock = _Clock(None, cfg.probe_every_s or 1e18)
     params = [p for group in optimizer.param_groups for p in group["params"]]

@@ -1,0 +1,87 @@
+"""The aligned glyph canvas in training (training/glyphs.py): the word the prompt writes, drawn in the edit's change
+mask's box moved by a jitter, a share of examples blank as the engine's first pass sees them; real toy-world text
+edits, rendered and encoded as a training chunk is."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from openkontext.engine.conditioning import glyph_strip, word_to_write
+from openkontext.engine.configs import build_pipeline
+from openkontext.engine.preserve import mask_box
+from openkontext.toyworld import generate
+from openkontext.training.config import PRESETS, preset
+from openkontext.training.data import edit_examples
+from openkontext.training.glyphs import BLANK_SHARE, BOX_JITTER, jittered, training_glyph
+from openkontext.training.latents import ChunkedBatches, chunk_example
+
+
+def _text_edits(n: int, size=(256, 256)):
+    """(prompt, change mask) of n toy-world text edits that write a word."""
+    found = []
+    for seed in range(200):
+        sample = generate(5000 + seed, split="train", size=size, categories=["text"])
+        _, prompt, _, mask = edit_examples(sample, np.random.default_rng(0))
+        if word_to_write(prompt):
+            found.append((prompt, np.asarray(mask)))
+        if len(found) == n:
+            return found
+    raise AssertionError("too few text edits that write a word")
+
+
+def _ink(image) -> np.ndarray:
+    return np.asarray(image.convert("L")) < 128
+
+
+def test_the_word_is_drawn_in_the_masks_box_moved_by_at_most_the_jitter():
+    drawn = blank = 0
+    for k, (prompt, mask) in enumerate(_text_edits(40)):
+        image = training_glyph(prompt, (256, 256), "aligned", mask, np.random.default_rng(k))
+        assert image.size == (256, 256)
+        ink = mask_box(_ink(image))
+        if ink is None:
+            blank += 1
+            continue
+        drawn += 1
+        left, top, right, bottom = mask_box(mask)
+        slack_x, slack_y = BOX_JITTER * (right - left) + 1, BOX_JITTER * (bottom - top) + 1
+        assert left - slack_x <= ink[0] and ink[2] <= right + slack_x
+        assert top - slack_y <= ink[1] and ink[3] <= bottom + slack_y
+        again = training_glyph(prompt, (256, 256), "aligned", mask, np.random.default_rng(k))
+        assert again.tobytes() == image.tobytes()  # a pure function of its rng
+    assert 0 < blank < 0.5 * 40 and drawn > 0.5 * 40  # BLANK_SHARE of them blank
+    assert abs(blank / 40 - BLANK_SHARE) < 0.2
+
+
+def test_jitter_moves_the_box_and_keeps_it_inside_the_image():
+    rng = np.random.default_rng(0)
+    boxes = {jittered((100, 100, 200, 130), (256, 256), rng) for _ in range(50)}
+    assert len(boxes) > 40
+    for left, top, right, bottom in boxes:
+        assert 85 <= left <= 115 and 95 <= top <= 105 and 185 <= right <= 215 and 125 <= bottom <= 135
+    for left, top, right, bottom in (jittered((0, 250, 4, 256), (256, 256), rng) for _ in range(50)):
+        assert 0 <= left < right <= 256 and 0 <= top < bottom <= 256
+
+
+def test_other_layouts_ignore_the_mask():
+    prompt, mask = _text_edits(1)[0]
+    for layout in ("line", "rows"):
+        image = training_glyph(prompt, (256, 256), layout, mask, np.random.default_rng(0))
+        assert image.tobytes() == glyph_strip(prompt, 256, 256, layout).tobytes()
+
+
+def test_an_aligned_chunk_encodes_image_sized_canvases_at_the_targets_positions():
+    cfg = preset("tiny-glyph", categories=("text",))
+    vae = build_pipeline(cfg.architecture, seed=0).vae
+    batch = ChunkedBatches(cfg, vae, "aligned", torch.device("cpu"))(0)
+    assert batch.glyphs.shape == batch.target.shape  # one canvas token per target token
+    size = tuple(8 * side for side in batch.target.shape[-2:][::-1])
+    example = chunk_example(cfg, 0, 0, size, ["text"], "aligned")
+    assert example[5].shape[-2:] == example[2].shape[-2:]
+
+
+def test_the_aligned_preset_trains_text_three_times_as_often():
+    cfg = PRESETS["default-aligned"]
+    assert cfg.architecture.glyph_context == "aligned"
+    assert cfg.categories.count("text") == 3 and cfg.categories.count("local") == 1
