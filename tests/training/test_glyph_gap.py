@@ -52,3 +52,22 @@ def test_the_script_prints_a_row_per_sigma_and_family(tiny_run, load_script):
                          text=True, timeout=300, check=True).stdout  # fmt: skip
     rows = [line for line in out.splitlines() if line.startswith("| 0.")]
     assert len(rows) == 3 * 3 and "| own strip | another case's | blank |" in out
+
+
+def test_glyph_box_records_the_engines_own_first_pass_box(load_script, monkeypatch):
+    import dataclasses
+
+    from openkontext.engine import kontext
+    from openkontext.engine.loading import load_engine
+
+    script = load_script("glyph_box")
+    assert script.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0 and script.iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0
+    assert script.iou((0, 0, 10, 10), (5, 0, 15, 10)) == 50 / 150
+    engine = load_engine("tiny-glyph", device="cpu")
+    engine.info = dataclasses.replace(engine.info, glyph_context="aligned")
+    # a random model's decodes barely differ from the context's: count any difference as the first pass's change
+    monkeypatch.setattr(kontext, "GLYPH_BOX_THRESHOLD", 0.02)
+    records = script.first_pass_boxes(engine, cases=2, steps=1)
+    assert len(records) == 2 and all(r["word"] and r["mask_box"] for r in records)
+    assert all(r["box"] is not None and isinstance(r["read"], list) for r in records)
+    assert kontext.mask_box is not None and kontext.mask_box.__name__ == "mask_box"  # the engine's own, restored
