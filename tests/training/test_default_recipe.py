@@ -143,6 +143,23 @@ def test_per_sample_weights_give_small_and_large_changes_the_same_share():
     assert weighted_mse(pred, target, weights, per_sample=True) == pytest.approx(17 / 32 / 2)
 
 
+def test_the_probe_cache_is_kept_on_resume_and_encoded_afresh_for_another_glyph_layout(tmp_path):
+    from openkontext.training.probe import Probe
+
+    cfg = preset("tiny-glyph")
+    pipeline = build_pipeline(cfg.architecture, seed=0)
+    first = Probe(cfg, tmp_path, pipeline, torch.device("cpu"), cases=8)
+    saved = (tmp_path / "probe.pt").stat().st_mtime_ns
+    again = Probe(cfg, tmp_path, pipeline, torch.device("cpu"), cases=8)
+    assert (tmp_path / "probe.pt").stat().st_mtime_ns == saved  # read back, not encoded again
+    assert torch.equal(again.batches["text"].glyphs, first.batches["text"].glyphs)
+    branched = dataclasses.replace(cfg, model="tiny-aligned")  # a run branched to the aligned canvas
+    aligned = Probe(branched, tmp_path, pipeline, torch.device("cpu"), cases=8)
+    assert aligned.batches["text"].glyphs.shape == aligned.batches["text"].target.shape  # image-sized canvases
+    assert Probe(branched, tmp_path, pipeline, torch.device("cpu"), cases=8).batches["text"].glyphs.shape == \
+        aligned.batches["text"].glyphs.shape  # and the cache now holds those
+
+
 def test_probe_reports_every_category_against_the_copy_baseline(tmp_path):
     cfg = preset("tiny-glyph", probe_every_s=1e-9, **{"flow.steps": 1})
     records = train_flow(cfg, tmp_path / "run")

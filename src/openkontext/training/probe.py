@@ -72,12 +72,15 @@ class Probe:
         self.pipeline, self.device = pipeline, device
         self.text_length = text_length_for(cfg.architecture, pipeline.tokenizer_2)
         cache = None if run_dir is None or split != "heldout" else Path(run_dir) / "probe.pt"
-        if cache is not None and cache.exists():
-            self.batches = torch.load(cache, weights_only=False)
+        # what the encoded cases depend on: a run branched to another glyph layout (or side) encodes them afresh
+        key = {"side": cfg.architecture.native_side, "glyphs": cfg.architecture.glyph_context, "cases": cases}
+        saved = torch.load(cache, weights_only=False) if cache is not None and cache.exists() else None
+        if isinstance(saved, dict) and saved.get("key") == key:
+            self.batches = saved["batches"]
         else:
             self.batches = self._encode(cfg.architecture.native_side, cfg.architecture.glyph_context, cases, split)
             if cache is not None:
-                torch.save(self.batches, cache)
+                torch.save({"key": key, "batches": self.batches}, cache)
 
     def _encode(self, size: int, glyphs: str, n: int, split: str) -> dict[str, EncodedBatch]:
         from .data import EditBatch
