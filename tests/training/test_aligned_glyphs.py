@@ -85,3 +85,18 @@ def test_the_aligned_preset_trains_text_three_times_as_often():
     cfg = PRESETS["default-aligned"]
     assert cfg.architecture.glyph_context == "aligned"
     assert cfg.categories.count("text") == 3 and cfg.categories.count("local") == 1
+
+
+def test_an_aligned_run_exports_a_model_the_engine_serves_with_its_canvas(tmp_path):
+    import json
+
+    from openkontext.engine.loading import load_engine
+    from openkontext.training.checkpoint import export
+    from openkontext.training.loop import train_flow
+
+    train_flow(preset("tiny-glyph", model="tiny-aligned", **{"flow.steps": 2}), tmp_path / "run")
+    export(tmp_path / "run", tmp_path / "model")
+    assert json.loads((tmp_path / "model" / "openkontext.json").read_text())["glyph_context"] == "aligned"
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "canvas of the image's size" in card and "quarter of the image high" not in card
+    assert load_engine(str(tmp_path / "model"), device="cpu").info.glyph_context == "aligned"

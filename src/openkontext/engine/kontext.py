@@ -6,7 +6,8 @@ the target tokens. The thin subclass below gives context image *i* its own RoPE 
 paper, where the stock pipeline takes one. This module chooses the resolution bucket, seeds the noise, reports
 progress per step, renders cheap previews and stops between steps when asked. A model with an ``aligned`` glyph
 canvas (conditioning.py) samples a prompt that writes a word twice: first on a blank canvas, to find where the
-image changes, then with the word drawn there (progress counts both passes). An edit may ask for LoRA adapters
+image changes, then with the word drawn there (progress counts both passes; a first pass that changes nothing
+is the result, and the edit ends at half the steps it announced). An edit may ask for LoRA adapters
 loaded at start (engine/lora.py): they are activated for it, and edits that ask for others wait their turn.
 """
 

@@ -300,9 +300,13 @@ def _text_line(arch) -> str:
 def _glyph_line(arch) -> str:
     if not arch.glyph_context:
         return ""
-    return (f"\n- glyph context: the prompt's quoted words rendered on a white strip a quarter of the image high "
-            f"({GLYPH_LAYOUTS[arch.glyph_context]}),\n  encoded and appended at RoPE index 8 "
-            "(openkontext.engine.conditioning).")
+    if arch.glyph_context == "aligned":
+        shown = ("the word the prompt writes, drawn in black where it goes on a white canvas of the image's size (the "
+                 "engine finds\n  the place with a first pass on a blank canvas, then samples again)")
+    else:
+        shown = (f"the prompt's quoted words rendered on a white strip a quarter of the image high "
+                 f"({GLYPH_LAYOUTS[arch.glyph_context]})")
+    return f"\n- glyph context: {shown},\n  encoded and appended at RoPE index 8 (openkontext.engine.conditioning)."
 
 
 def folder_size(path: Path) -> int:
