@@ -85,6 +85,13 @@ def test_the_aligned_preset_trains_text_three_times_as_often():
     cfg = PRESETS["default-aligned"]
     assert cfg.architecture.glyph_context == "aligned"
     assert cfg.categories.count("text") == 3 and cfg.categories.count("local") == 1
+    # it warm-starts from the aligned line's committed candidate, which the engine serves with its canvas
+    from pathlib import Path
+
+    from openkontext.engine.model_info import read_card
+
+    folder = Path(__file__).resolve().parents[2] / cfg.flow.init_from
+    assert read_card(folder)["glyph_context"] == "aligned"
 
 
 def test_an_aligned_run_exports_a_model_the_engine_serves_with_its_canvas(tmp_path):

@@ -250,8 +250,10 @@ PRESETS["default-deep"] = _variant("default-words", "default-deep")
 # each other kind (every kind is drawn uniformly from `categories`): can the model learn to copy the strip's letters?
 TEXT_THRICE = tuple(c for name in CATEGORIES for c in [name] * (3 if name == "text" else 1))
 PRESETS["default-rows"] = dataclasses.replace(_variant("default-words", "default-rows"), categories=TEXT_THRICE)
-# The same with the "aligned" canvas (training/glyphs.py: jittered boxes, a blank share for the engine's first pass).
-PRESETS["default-aligned"] = dataclasses.replace(_variant("default-words", "default-aligned"), categories=TEXT_THRICE)
+# The same with the "aligned" canvas (training/glyphs.py: jittered boxes, a blank share for the engine's first pass),
+# warm-started from the aligned line's latest candidate (committed so that no session's training is lost).
+PRESETS["default-aligned"] = dataclasses.replace(
+    _variant("default-words", "default-aligned", init_from="candidates/openkontext-toy-a1"), categories=TEXT_THRICE)
 
 
 def preset(name: str, **overrides) -> TrainConfig:
