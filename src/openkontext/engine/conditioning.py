@@ -73,8 +73,8 @@ def word_to_write(prompt: str) -> str | None:
     ("Remove the word 'OLD'")."""
     if _REMOVING.match(prompt):
         return None
-    words = [(text, before) for text, before in _quoted_with_context(prompt)]
-    while words and _INSTEAD_OF.search(words[-1][1]) and len(words) > 1:
+    words = _quoted_with_context(prompt)
+    while len(words) > 1 and _INSTEAD_OF.search(words[-1][1]):
         words.pop()
     return words[-1][0] if words else None
 
