@@ -41,13 +41,13 @@ def first_pass_boxes(engine, cases: int, steps: int) -> list[dict]:
     """One record per case: family, the word, the engine's box (None: its first pass changed nothing), the mask's
     box, and the words OCR reads in the output."""
     boxes: list = []
-    measured = kontext.mask_box
+    measured = kontext.region_box
 
     def recording(mask):
         boxes.append(measured(mask))
         return boxes[-1]
 
-    kontext.mask_box = recording  # the engine's own box, as it computes it
+    kontext.region_box = recording  # the engine's own box, as it computes it
     records, seed = [], SEED
     try:
         while len(records) < cases:
@@ -65,7 +65,7 @@ def first_pass_boxes(engine, cases: int, steps: int) -> list[dict]:
                                 mask_box=mask_box(np.asarray(sample.mask)),
                                 read=ocr.read_words(output, sample.meta["text_box"])))  # fmt: skip
     finally:
-        kontext.mask_box = measured
+        kontext.region_box = measured
     return records
 
 

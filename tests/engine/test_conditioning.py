@@ -11,7 +11,7 @@ from transformers import ByT5Tokenizer
 from openkontext.engine.conditioning import (GLYPH_INDEX, TOKEN_PX, glyph_strip, glyph_strip_size, quoted_words,
                                              render_glyphs, text_length, word_to_write)  # fmt: skip
 from openkontext.engine.loading import load_engine
-from openkontext.engine.preserve import changed_region, mask_box, paste_back
+from openkontext.engine.preserve import changed_region, mask_box, paste_back, region_box
 from openkontext.engine.word_tokenizer import word_tokenizer
 
 
@@ -153,6 +153,16 @@ def test_paste_back_keeps_the_input_where_the_decodes_agree():
     assert untouched.tobytes() == context.tobytes()  # threshold 1: nothing counts as changed
 
 
+def test_region_box_is_the_largest_changed_region_without_the_specks():
+    mask = np.zeros((64, 96), dtype=bool)
+    mask[20:30, 10:50] = True  # the word's region
+    mask[22:26, 50:52] = True  # touching it: part of the same region
+    mask[5, 90] = mask[60, 2] = mask[40:43, 80:83] = True  # specks elsewhere
+    assert region_box(mask) == (10, 20, 52, 30)
+    assert mask_box(mask) == (2, 5, 91, 61)  # the plain box would span the specks
+    assert region_box(np.zeros((8, 8), dtype=bool)) is None
+
+
 @pytest.fixture(scope="module")
 def glyph_engine():
     return load_engine("tiny-glyph", device="cpu")
@@ -233,7 +243,7 @@ def test_an_aligned_model_finds_the_box_with_a_first_pass_and_writes_the_word_th
         assert (np.asarray(first) == 255).all()  # the first pass sees a blank canvas
         assert first.size == second.size == (64, 64)
         left, top, right, bottom = _ink_box(second)  # the second pass has the word drawn in the changed region
-        region = mask_box(boxes[0])
+        region = region_box(boxes[0])
         assert region[0] <= left and region[1] <= top and right <= region[2] and bottom <= region[3]
         assert second.tobytes() == glyph_strip("Write 'HI' on the sign", 64, 64, "aligned", box=region).tobytes()
         canvases.clear(), progress.clear()

@@ -32,7 +32,7 @@ from .errors import EditCancelled
 from .images import fit_to_bucket
 from .lora import AdapterGate, adapts_text_encoder
 from .model_info import MAX_REFERENCES, ModelInfo
-from .preserve import changed_region, mask_box, paste_back
+from .preserve import changed_region, paste_back, region_box
 
 # A requested size above this many times the model's native area is generated at the nearest bucket and resized:
 # FLUX.1 Kontext [dev] (1 MP native) runs every size up to 1440² as asked; the 256² default model does not.
@@ -228,7 +228,7 @@ class KontextEngine:
                 context_decode = None
                 if placing:
                     context_decode = self._decode(pipeline, pipeline.context_latents, width, height)
-                    box = mask_box(changed_region(result, context_decode, GLYPH_BOX_THRESHOLD))
+                    box = region_box(changed_region(result, context_decode, GLYPH_BOX_THRESHOLD))
                     if box is not None:
                         pipeline.glyph_image = glyph_strip(prompt, width, height, layout, box=box)
                         done_steps = steps
