@@ -1,6 +1,7 @@
 """Does an aligned model's first pass find where the word goes? For held-out text edits that write a word, the box
 the engine draws the word in (the region its first pass changes, engine/kontext.py) against the box of the edit's
-change mask (intersection over union; "found": any box at all), and whether the final output reads the word (OCR).
+change mask (intersection over union; "found": any box at all), and whether the final output reads the word (OCR
+exact), or how much of it (letter similarity: difflib's ratio to the closest word read, 0-1, before any is exact).
 
     python scripts/glyph_box.py MODEL_FOLDER [--cases 20] [--steps 8]
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from difflib import SequenceMatcher
 
 import numpy as np
 import torch
@@ -35,6 +37,11 @@ def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     inter = width * height
     area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / area if area else 0.0
+
+
+def letter_similarity(word: str, read: list[str]) -> float:
+    """How close the closest word OCR read is to ``word`` (difflib's ratio: 1 exact, 0 nothing in common)."""
+    return max((SequenceMatcher(None, word.upper(), r.upper()).ratio() for r in read), default=0.0)
 
 
 def first_pass_boxes(engine, cases: int, steps: int) -> list[dict]:
@@ -84,13 +91,14 @@ def main() -> None:
         by_family[record["family"]].append(record)
         print(f"{record['family']:>12}  {record['word']:<10} box {record['box']}  mask {record['mask_box']}  "
               f"read {' '.join(record['read']) or '-'}")
-    print("| family | cases | box found | mean IoU with the mask's box | OCR exact |")
-    print("|---|---|---|---|---|")
+    print("| family | cases | box found | mean IoU with the mask's box | OCR exact | letter similarity |")
+    print("|---|---|---|---|---|---|")
     for family, records in sorted(by_family.items()):
         found = [r for r in records if r["box"] is not None]
         overlap = np.mean([iou(r["box"], r["mask_box"]) for r in found]) if found else 0.0
         exact = sum(r["word"].upper() in r["read"] for r in records)
-        print(f"| {family} | {len(records)} | {len(found)} | {overlap:.2f} | {exact} |")
+        similar = np.mean([letter_similarity(r["word"], r["read"]) for r in records])
+        print(f"| {family} | {len(records)} | {len(found)} | {overlap:.2f} | {exact} | {similar:.2f} |")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,8 @@ def test_glyph_box_records_the_engines_own_first_pass_box(load_script, monkeypat
     script = load_script("glyph_box")
     assert script.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0 and script.iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0
     assert script.iou((0, 0, 10, 10), (5, 0, 15, 10)) == 50 / 150
+    assert script.letter_similarity("Moth", ["OTLY", "MOTH"]) == 1.0 and script.letter_similarity("MOTH", []) == 0.0
+    assert script.letter_similarity("MOTH", ["OTLY"]) == 0.5  # O, T of 4 + 4 letters
     engine = load_engine("tiny-glyph", device="cpu")
     engine.info = dataclasses.replace(engine.info, glyph_context="aligned")
     # a random model's decodes barely differ from the context's: count any difference as the first pass's change
