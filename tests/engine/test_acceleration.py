@@ -94,6 +94,7 @@ def test_values_are_normalised():
      ("vae_tiling", "maybe", "vae_tiling must be one of off, auto, on"),
      ("dtype", "fp16", "dtype must be one of auto, bf16, fp32"),
      ("fuse_qkv", "perhaps", "fuse_qkv must be on or off"),
+     ("vae_channels_last", "sideways", "vae_channels_last must be on or off"),
      ("attention_backend", "warp-speed", "attention_backend must be auto, sdpa, cudnn, flash, fa3"),
      ("step_cache_threshold", 1.5, "between 0 and 1"),
      ("step_cache_interval", 0, "at least 1"),
@@ -140,7 +141,7 @@ def test_cpu_defaults_use_bf16_only_where_the_cpu_computes_it(native_bf16, monke
     monkeypatch.setattr(devices, "cxx_compiler", lambda: "/usr/bin/g++")
     options = defaults_for(DeviceInfo(type="cpu", native_bf16=native_bf16))
     dtype = "dtype=bf16," if native_bf16 else "dtype=fp32,"
-    assert options.describe() == dtype + "compile=default,fuse_qkv=on,prompt_cache=32"  # exact: nothing lossy
+    assert options.describe() == dtype + "compile=default,fuse_qkv=on,vae_channels_last=on,prompt_cache=32"  # lossless
     assert not options.lossy
     assert validate(options, DeviceInfo(type="cpu", native_bf16=native_bf16)) == []
 
@@ -386,6 +387,14 @@ def test_vae_tiling_on_sets_a_useful_tile_size(plain_output):
     engine = load_engine("tiny", device="cpu", acceleration=AccelerationOptions(vae_tiling="on"))
     assert engine.pipeline.vae.use_tiling and engine.pipeline.vae.tile_sample_min_size == 512
     assert run(engine).tobytes() == plain_output.tobytes()  # 64 px images fit in one tile
+
+
+def test_vae_channels_last_changes_the_memory_layout_not_the_image(plain_output):
+    engine = load_engine("tiny", device="cpu", acceleration=AccelerationOptions(vae_channels_last="on"))
+    convs = [m.weight for m in engine.pipeline.vae.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not any(w.is_contiguous() for w in convs)
+    assert diff(run(engine), plain_output) < 0.5  # another summation order: at most rounding
 
 
 def test_configure_layers_preset_overrides_and_fields():

@@ -19,7 +19,7 @@ from openkontext.training.checkpoint import branch_for_cooldown, export, read_co
 from openkontext.training.config import FlowRecipe, preset
 from openkontext.training.flow import draw_sigma, token_weights, weighted_mse
 from openkontext.training.data import to_bytes
-from openkontext.training.latents import ChunkedBatches, chunk_layout, encode, steps_per_chunk
+from openkontext.training.latents import ChunkedBatches, chunk_layout, encode, glyph_latents, steps_per_chunk
 from openkontext.training import loop
 from openkontext.training.loop import autocast_dtype, lr_factor, train_flow
 
@@ -56,11 +56,45 @@ def test_training_encodes_the_strip_the_engine_renders(layout):
     batch = ChunkedBatches(cfg, vae, layout, torch.device("cpu"))(4)  # chunk 1: a text edit quotes two words
     h, w = (8 * side for side in batch.target.shape[-2:])
     served = encode(vae, torch.stack([to_bytes(glyph_strip(p, w, h, layout)) for p in batch.prompts]))
-    assert torch.equal(batch.glyphs, served)
+    torch.testing.assert_close(batch.glyphs, served, atol=1e-4, rtol=0)  # blank strips are encoded apart (once)
     other = "rows" if layout == "line" else "line"
     quoting = [i for i, p in enumerate(batch.prompts) if quoted_words(p)]
     unlike = encode(vae, torch.stack([to_bytes(glyph_strip(p, w, h, other)) for p in batch.prompts]))
     assert quoting and not torch.equal(batch.glyphs[quoting], unlike[quoting])
+
+
+def test_a_chunks_blank_glyph_images_are_encoded_once():
+    vae = build_pipeline(preset("tiny-glyph").architecture, seed=0).vae
+    strips = [torch.full((3, 32, 64), 255, dtype=torch.uint8) for _ in range(5)]
+    strips[1][:, 10:20, 5:40] = 0
+    strips[3][:, 2:6, 30:60] = 0
+    encoded_images = []
+    hook = vae.encoder.register_forward_hook(lambda module, args, output: encoded_images.append(len(args[0])))
+    try:
+        latents = glyph_latents(vae, strips, torch.device("cpu"))
+    finally:
+        hook.remove()
+    assert sum(encoded_images) == 3  # the two drawn ones and one blank
+    torch.testing.assert_close(latents, encode(vae, torch.stack(strips)), atol=1e-4, rtol=0)
+    assert not torch.equal(latents[1], latents[0]) and torch.equal(latents[0], latents[4])
+    drawn_only = glyph_latents(vae, [strips[1], strips[3]], torch.device("cpu"))
+    torch.testing.assert_close(drawn_only, latents[[1, 3]], atol=1e-4, rtol=0)
+
+
+def test_training_keeps_the_vae_in_channels_last_memory_when_asked(monkeypatch, tmp_path):
+    pipelines = []
+    monkeypatch.setattr(loop, "build_pipeline",
+                        lambda *a, **k: pipelines.append(build_pipeline(*a, **k)) or pipelines[-1])
+
+    def channels_last_convs() -> list[bool]:
+        convs = [m.weight for m in pipelines[-1].vae.modules() if isinstance(m, torch.nn.Conv2d)]
+        return [w.is_contiguous(memory_format=torch.channels_last) for w in convs]
+
+    assert preset("tiny-glyph").vae_channels_last  # the default
+    train_flow(preset("tiny-glyph"), tmp_path / "last", max_steps=1)
+    assert channels_last_convs() and all(channels_last_convs())
+    train_flow(preset("tiny-glyph", vae_channels_last=False), tmp_path / "plain", max_steps=1)
+    assert not all(channels_last_convs())
 
 
 def test_cpu_training_runs_in_bf16_only_where_the_cpu_computes_it(monkeypatch, tmp_path):

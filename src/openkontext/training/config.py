@@ -168,6 +168,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch threads; 0 leaves torch's default
     mixed_precision: str = "bf16"  # autocast on CUDA and on CPUs with native bf16 (training/loop.py); "no": fp32
+    vae_channels_last: bool = True  # the frozen VAE's weights in channels-last memory (its encodes: ~half a CPU step)
     log_every: int = 10
     ckpt_every_s: float = 300.0  # full-state checkpoint period (seconds) besides the end of a run
     sample_every: int = 0  # steps between benchmark-sample sheets (0: never)

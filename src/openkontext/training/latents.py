@@ -106,9 +106,19 @@ def encode_examples(vae, examples: list[tuple], t2i: bool, glyphs: str, device) 
 
     return EncodedBatch(
         target=latents(targets), context=None if t2i else latents(contexts),
-        glyphs=latents(strips) if glyphs else None,
+        glyphs=glyph_latents(vae, strips, device) if glyphs else None,
         prompts=prompts, categories=names, masks=torch.stack(masks).to(device).float(),
     )  # fmt: skip
+
+
+def glyph_latents(vae, strips: list[torch.Tensor], device) -> torch.Tensor:
+    """``encode`` of a chunk's glyph images, the blank one (most of them: every edit that writes no word, and an
+    aligned canvas's blank share) encoded once."""
+    blank = [bool((strip == 255).all()) for strip in strips]
+    drawn = [strip for strip, empty in zip(strips, blank) if not empty]
+    encoded = iter(encode(vae, torch.stack(drawn).to(device)) if drawn else [])
+    blank_latent = encode(vae, strips[blank.index(True)][None].to(device))[0] if any(blank) else None
+    return torch.stack([blank_latent if empty else next(encoded) for empty in blank])
 
 
 def steps_per_chunk(cfg: TrainConfig) -> int:

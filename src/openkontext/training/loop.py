@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from openkontext.engine.acceleration.apply import use_channels_last
 from openkontext.engine.acceleration.devices import cpu_has_native_bf16
 from openkontext.engine.configs import build_pipeline
 from openkontext.engine.model_info import read_card
@@ -208,6 +209,8 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
     pipeline = build_pipeline(cfg.architecture, seed=cfg.seed)
     load_autoencoder(pipeline, cfg, run_dir)
     pipeline.to(dev)
+    if cfg.vae_channels_last:
+        use_channels_last(pipeline.vae)
     modules = {name: getattr(pipeline, name) for name in TRAINABLE}
     state_file = run_dir / ("flow.pt" if phase == "base" else "distill.pt")
     teacher = None

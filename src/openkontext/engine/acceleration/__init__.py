@@ -25,6 +25,7 @@ fp8 weights+activations       no         torchao dynamic float8 (per-row scales)
 step_cache                    no         diffusers First-Block-Cache or TaylorSeer hooks
 offload                       yes        diffusers model / sequential CPU offload (accelerate)
 vae_tiling                    ~          diffusers VAE tiling (tile seams are blended)
+vae_channels_last             yes*       the VAE's weights in channels-last memory (oneDNN's fast CPU convolutions)
 prompt_cache                  exact      LRU of text-encoder outputs per (prompt, max_sequence_length)
 ============================  =========  ===================================================================
 

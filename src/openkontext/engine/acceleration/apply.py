@@ -239,6 +239,9 @@ def apply(pipeline, options: AccelerationOptions, device: torch.device | str | D
             vae.tile_sample_min_size = VAE_TILE_MIN_PIXELS
             vae.tile_latent_min_size = VAE_TILE_MIN_PIXELS // pipeline.vae_scale_factor
         done.append(f"VAE tiling ({vae.tile_sample_min_size} px tiles)")
+    if options.vae_channels_last:
+        use_channels_last(pipeline.vae)
+        done.append("VAE channels-last")
     if options.step_cache != "off":
         transformer.enable_cache(step_cache_config(options, dtype))
         done.append(f"step cache {options.step_cache}")
@@ -255,6 +258,13 @@ def apply(pipeline, options: AccelerationOptions, device: torch.device | str | D
     pipeline.openkontext_acceleration = options
     log.info("acceleration on %s: %s", info.name or info.type, "; ".join(done) or "none")
     return pipeline
+
+
+def use_channels_last(module: torch.nn.Module) -> torch.nn.Module:
+    """``module``'s 4-d weights in channels-last memory format (in place): a convolutional autoencoder's convolutions
+    then take oneDNN's fast path on a CPU (TAEF2 at 256², bf16: encode 1.6x, decode 1.3-1.5x; docs/benchmarks.md);
+    the inputs need no change, the outputs follow the weights' format."""
+    return module.to(memory_format=torch.channels_last)
 
 
 def step_cache_config(options: AccelerationOptions, dtype: torch.dtype):

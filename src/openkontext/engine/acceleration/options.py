@@ -98,6 +98,7 @@ class AccelerationOptions:
     step_cache_interval: int = 5  # TaylorSeer: steps predicted between two full computations
     offload: str = "none"  # none | auto | model | sequential
     vae_tiling: str = "off"  # off | auto | on
+    vae_channels_last: bool = False  # the VAE's weights in channels-last memory: oneDNN's fast convolutions on a CPU
     prompt_cache: int = 0  # entries in the prompt-embedding LRU; 0: off
 
     def __post_init__(self):
@@ -134,6 +135,7 @@ class AccelerationOptions:
             raise AccelerationError("prompt_cache must be 0 (off) or a positive number of entries")
         set_(self, "offload", one_of(self.offload, "offload", OFFLOADS))
         set_(self, "vae_tiling", one_of(self.vae_tiling, "vae_tiling", VAE_TILINGS))
+        set_(self, "vae_channels_last", _as_bool(self.vae_channels_last, "vae_channels_last"))
 
     # --- building -----------------------------------------------------------------------------------------------
 
