@@ -265,7 +265,9 @@ def test_scaling_down_and_up_while_jobs_run_drops_no_job(deployment):
     assert "did not end" not in down.stderr and "could not drain" not in down.stderr, down.stderr
     assert [actor["actor"] for actor in deployment.status()] == ["openkontext-worker-0"]
 
-    # Up again while the remaining actor is busy: the new actor loads its model beside it.
+    # Up again while the remaining actor is busy: the new actor loads its model beside it. On a loaded machine the
+    # drain and the scale command can outlast the first queue, so more jobs go in first.
+    ids += [deployment.submit(steps=LONG_STEPS, seed=300 + seed) for seed in range(4)]
     unfinished = [job_id for job_id in ids if deployment.row(job_id)["status"] in ("queued", "running")]
     assert unfinished, "the jobs ended before the pool grew again: submit more, or longer ones"
     deployment.scale(2)
