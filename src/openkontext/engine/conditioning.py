@@ -10,8 +10,8 @@
   canvas of the image's own size, blank but for the word the prompt asks to write (``word_to_write``) drawn in the
   box where it goes, so its tokens take the target's own positions and writing it is a copy one RoPE index away,
   like copying the context. The box is not in the request: the engine finds it with a first pass on a blank canvas
-  (the region that pass changes), then samples again with the word drawn there (``engine/kontext.py``); training
-  draws it in the edit's change mask, jittered (``training/glyphs.py``).
+  (the largest region that pass changes), then samples again with the word drawn there (``engine/kontext.py``);
+  training draws it in the edit's change mask, jittered (``training/glyphs.py``).
 - **Prompt-sized text** (``prompt_sized_text``): the T5 encoder gets as many tokens as the model's own tokenizer
   makes of the prompt (rounded up to ``TEXT_MULTIPLE``), not a fixed padded length, so padding does not fill the
   sequence.

@@ -175,8 +175,8 @@ class KontextEngine:
         layout = self.info.glyph_context
         if layout:
             pipeline.glyph_image = glyph_strip(prompt, width, height, layout)  # an aligned canvas starts blank
-        # An aligned canvas needs the box where the word goes: a first pass on the blank canvas finds it (the region
-        # it changes), a second pass, same noise, writes the word drawn there.
+        # An aligned canvas needs the box where the word goes: a first pass on the blank canvas finds it (the largest
+        # region it changes), a second pass, same noise, writes the word drawn there.
         placing = layout == "aligned" and bool(context) and word_to_write(prompt) is not None
         total_steps = steps * (2 if placing else 1)
         done_steps, stopped = 0, False
