@@ -25,7 +25,7 @@ from openkontext.quiet import quiet_libraries
 quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
 
 from openkontext.quality.drawn import drawn_images
-from openkontext.training.vae import evaluate_vae, psnr, round_trip
+from openkontext.training.vae import encode_mode, evaluate_vae, psnr, round_trip
 
 
 def load_vae(path: str):
@@ -51,8 +51,7 @@ def load_taef2(folder: str):
 @torch.no_grad()
 def timing(vae, side: int, repeats: int = 3) -> tuple[float, float]:
     x = torch.rand(1, 3, side, side) * 2 - 1
-    encoded = vae.encode(x)
-    z = encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else encoded.latents
+    z = encode_mode(vae, x)
     enc, dec = math.inf, math.inf
     for _ in range(repeats):
         start = time.perf_counter()

@@ -1,6 +1,6 @@
 """Does an aligned model's first pass find where the word goes? For held-out text edits that write a word, the box
-the engine draws the word in (the region its first pass changes, engine/kontext.py) against the box of the edit's
-change mask (intersection over union; "found": any box at all), and whether the final output reads the word (OCR
+the engine draws the word in (the largest region its first pass changes, engine/kontext.py) against the box of the
+edit's change mask (intersection over union; "found": any box at all), and whether the final output reads the word (OCR
 exact), or how much of it (letter similarity: difflib's ratio to the closest word read, 0-1, before any is exact).
 
     python scripts/glyph_box.py MODEL_FOLDER [--cases 20] [--steps 8]

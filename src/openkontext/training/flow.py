@@ -38,6 +38,7 @@ from .config import FlowRecipe
 from .data import augment_prompt, to_tensor
 from .glyphs import training_glyph
 from .latents import EncodedBatch
+from .vae import encode_mode
 
 TextLength = Callable[[list[str]], int]  # prompts -> the T5 sequence length of their batch
 
@@ -53,9 +54,7 @@ def text_length_for(architecture, tokenizer) -> TextLength:
 def encode_images(vae, pixels: torch.Tensor) -> torch.Tensor:
     """Pixels in [-1, 1] -> scaled latents, as ``FluxKontextPipeline._encode_vae_image`` (posterior mode); float32
     also when the encoder ran under bf16 autocast (the flow's noise mixing and targets are computed from them)."""
-    encoded = vae.encode(pixels.to(vae.dtype))
-    # AutoencoderKL: the posterior's mode; TinyAutoencoder: deterministic latents (diffusers' retrieve_latents)
-    latents = encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else encoded.latents
+    latents = encode_mode(vae, pixels.to(vae.dtype))
     return (latents.float() - vae.config.shift_factor) * vae.config.scaling_factor
 
 

@@ -33,12 +33,17 @@ def vae_loss(vae: AutoencoderKL, x: torch.Tensor, recipe: VAERecipe, generator: 
     return loss, {"loss": loss.item(), "mse": mse.item(), "l1": l1.item(), "edge": edge.item(), "kl": kl.item()}
 
 
+def encode_mode(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """The unscaled latents the pipeline takes for ``pixels`` (diffusers' ``retrieve_latents`` in "argmax" mode):
+    AutoencoderKL's posterior mode, TinyAutoencoder's deterministic latents."""
+    encoded = vae.encode(pixels)
+    return encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else encoded.latents
+
+
 @torch.no_grad()
 def round_trip(vae, image) -> "Image.Image":
     """Encode (mode, as the pipeline does for context images) and decode one PIL image."""
-    x = to_tensor(image)[None].to(vae.device, vae.dtype)
-    encoded = vae.encode(x)
-    z = encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else encoded.latents  # KL or TinyAutoencoder
+    z = encode_mode(vae, to_tensor(image)[None].to(vae.device, vae.dtype))
     return to_image(vae.decode(z, return_dict=False)[0][0])
 
 
