@@ -335,15 +335,16 @@ def download(
     typer.echo(str(path))
 
 
-def bench_editor(model: str, preserve: float | None = None):
-    """``--model`` for the benchmark: a built-in reference editor's name, or a model for ``load_engine``."""
+def bench_editor(model: str, **engine_settings):
+    """``--model`` for the benchmark: a built-in reference editor's name, or a model for ``load_engine``, built with
+    ``engine_settings`` (``preserve``, ``glyph_guidance``)."""
     from .engine.loading import load_engine
     from .quality.cli import BUILTIN_EDITORS, builtin_factory
     from .quality.editors import engine_editor
 
     if model in BUILTIN_EDITORS:
-        return builtin_factory(model, preserve)
-    engine = load_engine(model, preserve=preserve)
+        return builtin_factory(model, **engine_settings)
+    engine = load_engine(model, **engine_settings)
     if engine.info.placeholder:
         console.print(f"[yellow]Note:[/yellow] model is {engine.info.name}: {engine.info.description}.")
     return engine_editor(engine)

@@ -254,6 +254,73 @@ def test_an_aligned_model_finds_the_box_with_a_first_pass_and_writes_the_word_th
         engine.pipeline.transformer.forward = original
 
 
+def test_glyph_guidance_moves_the_prediction_away_from_the_blank_canvas_by_the_scale(glyph_engine):
+    import torch
+
+    from openkontext.engine.glyph_guidance import GlyphGuidedTransformer
+
+    transformer = glyph_engine.pipeline.transformer
+    config = transformer.config
+    generator = torch.Generator().manual_seed(0)
+    target, context, canvas, blank = (torch.randn(1, 16, config.in_channels, generator=generator) for _ in range(4))
+    ids = torch.zeros(48, 3)
+    ids[16:32, 0], ids[32:, 0] = 1, GLYPH_INDEX
+    grid = torch.stack(torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij"), -1).view(16, 2)
+    ids[:, 1:] = grid.repeat(3, 1)  # each block at the same 4x4 positions, as the pipeline lays them out
+    kwargs = dict(timestep=torch.tensor([0.7]), guidance=torch.tensor([3.0]),
+                  pooled_projections=torch.randn(1, config.pooled_projection_dim, generator=generator),
+                  encoder_hidden_states=torch.randn(1, 8, config.joint_attention_dim, generator=generator),
+                  txt_ids=torch.zeros(8, 3), img_ids=ids)  # fmt: skip
+    with torch.no_grad():
+        word = transformer(hidden_states=torch.cat([target, context, canvas], 1), return_dict=False, **kwargs)[0]
+        plain = transformer(hidden_states=torch.cat([target, context, blank], 1), return_dict=False, **kwargs)[0]
+        guided = GlyphGuidedTransformer(transformer, blank, scale=4.0)(
+            hidden_states=torch.cat([target, context, canvas], 1), return_dict=False, **kwargs)[0]
+    assert not torch.allclose(word, plain, atol=1e-4)  # the canvas matters to this model at all
+    torch.testing.assert_close(guided, plain + 4.0 * (word - plain), atol=1e-4, rtol=1e-4)
+    assert GlyphGuidedTransformer(transformer, blank, 4.0).config is transformer.config  # a stand-in
+
+
+def test_an_aligned_model_guides_only_the_second_pass_by_its_glyph_guidance(monkeypatch):
+    import dataclasses
+
+    import openkontext.engine.kontext as kontext
+
+    monkeypatch.setattr(kontext, "GLYPH_BOX_THRESHOLD", 0.02)  # a random model: any difference is a change
+    engine = load_engine("tiny-glyph", device="cpu")
+    engine.info = dataclasses.replace(engine.info, glyph_context="aligned")
+    calls, pipelines = [], []
+
+    def record(module, args, kwargs):
+        canvas = kwargs["img_ids"][:, 0] == GLYPH_INDEX
+        calls.append(kwargs["hidden_states"][:, canvas].clone())
+
+    make_pipeline = engine._pipeline_for_one_call
+    engine._pipeline_for_one_call = lambda: pipelines.append(make_pipeline()) or pipelines[-1]
+    hook = engine.pipeline.transformer.register_forward_pre_hook(record, with_kwargs=True)
+    image = _square((200, 200, 40))
+    try:
+        plain = engine.edit([image], "Write 'HI' on the sign", seed=0, steps=2, guidance=3.0, preserve=0)
+        assert [c.shape[0] for c in calls] == [1, 1, 1, 1]  # the model's default, 1: plain sampling
+        calls.clear()
+        guided = load_engine("tiny-glyph", device="cpu", glyph_guidance=3.0).info.glyph_guidance
+        engine.info = dataclasses.replace(engine.info, glyph_guidance=guided)
+        strong = engine.edit([image], "Write 'HI' on the sign", seed=0, steps=2, guidance=3.0, preserve=0)
+    finally:
+        hook.remove()
+    assert [c.shape[0] for c in calls] == [1, 1, 2, 2]  # first pass plain; second pass word and blank, one batch
+    blank_canvas = calls[0][0]
+    assert torch_equal(calls[2][1], blank_canvas) and not torch_equal(calls[2][0], blank_canvas)
+    assert strong.tobytes() != plain.tobytes()
+    assert pipelines[-1].transformer is engine.pipeline.transformer  # the stand-in does not outlive the pass
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
 def test_the_glyph_strip_conditions_the_output(glyph_engine):
     # same prompt length and bytes except the quoted word: the strip (and the text) differ, so must the output
     image = _square((200, 200, 40))

@@ -28,7 +28,10 @@ def test_card_values_and_defaults():
     assert (info.preserve, info.guidance_mode, info.prompt_sized_text, info.placeholder) == (0.15, "cfg", False, False)
     plain = model_info({}, name="folder", description="d", transformer=SMALL, native_side=64)
     assert (plain.name, plain.max_sequence_length, plain.preserve) == ("folder", 512, 0.0)
-    assert plain.guidance_mode == "embedded" and plain.glyph_context == ""
+    assert plain.guidance_mode == "embedded" and plain.glyph_context == "" and plain.glyph_guidance == 1.0
+    aligned = model_info({"glyph_context": "aligned", "glyph_guidance": 6}, name="n", description="d",
+                         transformer=SMALL, native_side=64)  # fmt: skip
+    assert aligned.glyph_guidance == 6.0
 
 
 @pytest.mark.parametrize("value, layout", [(True, "line"), (False, ""), ("line", "line"), ("rows", "rows"), ("", "")])

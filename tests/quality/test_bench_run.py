@@ -167,10 +167,27 @@ def test_cli_sweep_over_preserve_builds_an_editor_per_threshold(tmp_path):
     assert json.loads((tmp_path / "sweep_preserve.json").read_text())["seed_start"] == 5000
 
 
+def test_cli_sweep_over_glyph_guidance_builds_an_editor_per_scale_with_the_other_settings(tmp_path):
+    built = []
+
+    def factory(name, **settings):
+        built.append((name, settings))
+        return copy_input
+
+    result = CliRunner().invoke(make_app(factory), ["sweep", "--model", "m", "--param", "glyph_guidance", "--values",
+                                                    "1,6", "--preserve", "0.15", "--n", "1", "--categories", "text",
+                                                    "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert built == [("m", {"preserve": 0.15, "glyph_guidance": 1.0}), ("m", {"preserve": 0.15, "glyph_guidance": 6.0})]
+    assert [row["glyph_guidance"] for row in json.loads((tmp_path / "sweep_glyph_guidance.json").read_text())["rows"]
+            ] == [1.0, 6.0]  # fmt: skip
+
+
 @pytest.mark.parametrize("args, message", [
     (["--param", "preserve", "--values", "0.1,1.5"], "paste-back thresholds lie in 0-1"),
+    (["--param", "glyph_guidance", "--values", "2,-1"], "glyph guidance scales are 0 or more"),
     (["--param", "steps", "--values", "10,many"], "comma-separated int values"),
-    (["--param", "seed"], "one of guidance, steps, preserve"),
+    (["--param", "seed"], "one of guidance, steps, preserve, glyph_guidance"),
 ])  # fmt: skip
 def test_cli_sweep_rejects_bad_values(args, message):
     result = CliRunner().invoke(make_app(lambda name, preserve=None: copy_input), ["sweep", *args])
@@ -188,6 +205,8 @@ def test_builtin_editors_have_no_paste_back_threshold():
     assert bench_editor("copy_input") is copy_input
     with pytest.raises(typer.BadParameter, match="applies to models"):
         bench_editor("copy_input", preserve=0.2)
+    with pytest.raises(typer.BadParameter, match="--glyph-guidance applies to models"):
+        bench_editor("copy_input", glyph_guidance=4.0)
 
 
 def test_cli_sweep_prints_success_and_quality(tmp_path):
@@ -216,6 +235,10 @@ def test_cli_run_uses_the_factory(tmp_path):
                                                     "--out", str(tmp_path / "p"), "--preserve", "0.05"])
     assert result.exit_code == 0, result.output
     assert made[-1] == ("m2", {"preserve": 0.05})
+    result = CliRunner().invoke(make_app(factory), ["run", "--model", "m3", "--n", "1", "--categories", "text",
+                                                    "--out", str(tmp_path / "g"), "--glyph-guidance", "6"])
+    assert result.exit_code == 0, result.output
+    assert made[-1] == ("m3", {"glyph_guidance": 6.0})
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["summary"]["my-model"]["local"]["success_rate"] == 0.0
 

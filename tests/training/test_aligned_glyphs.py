@@ -102,8 +102,10 @@ def test_an_aligned_run_exports_a_model_the_engine_serves_with_its_canvas(tmp_pa
     from openkontext.training.loop import train_flow
 
     train_flow(preset("tiny-glyph", model="tiny-aligned", **{"flow.steps": 2}), tmp_path / "run")
-    export(tmp_path / "run", tmp_path / "model")
-    assert json.loads((tmp_path / "model" / "openkontext.json").read_text())["glyph_context"] == "aligned"
+    export(tmp_path / "run", tmp_path / "model", glyph_guidance=6.0)
+    written = json.loads((tmp_path / "model" / "openkontext.json").read_text())
+    assert (written["glyph_context"], written["glyph_guidance"]) == ("aligned", 6.0)
     card = (tmp_path / "model" / "README.md").read_text()
     assert "canvas of the image's size" in card and "quarter of the image high" not in card
-    assert load_engine(str(tmp_path / "model"), device="cpu").info.glyph_context == "aligned"
+    info = load_engine(str(tmp_path / "model"), device="cpu").info
+    assert (info.glyph_context, info.glyph_guidance) == ("aligned", 6.0)

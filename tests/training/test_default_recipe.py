@@ -262,7 +262,7 @@ def test_export_serves_glyphs_and_prompt_sized_text(tmp_path):
     folder = export(tmp_path / "run", tmp_path / "model", name="tiny-glyph-test", preserve=0.1, guidance="cfg")
     card = json.loads((folder / "openkontext.json").read_text())
     assert card["glyph_context"] and card["prompt_sized_text"] and card["preserve"] == 0.1
-    assert card["guidance"] == "cfg"
+    assert card["guidance"] == "cfg" and "glyph_guidance" not in card  # a "line" strip is not guided
     assert json.loads((folder / "model_index.json").read_text())["vae"][1] == "TinyAutoencoder"
     # a fresh process, as the CLI and the server load it: diffusers imports no module a folder names by itself
     loaded = subprocess.run([sys.executable, "-c", "import sys; from openkontext.engine.loading import load_engine; "

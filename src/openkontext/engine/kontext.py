@@ -6,8 +6,9 @@ the target tokens. The thin subclass below gives context image *i* its own RoPE 
 paper, where the stock pipeline takes one. This module chooses the resolution bucket, seeds the noise, reports
 progress per step, renders cheap previews and stops between steps when asked. A model with an ``aligned`` glyph
 canvas (conditioning.py) samples a prompt that writes a word twice: first on a blank canvas, to find where the
-image changes, then with the word drawn there (progress counts both passes; a first pass that changes nothing
-is the result, and the edit ends at half the steps it announced). An edit may ask for LoRA adapters
+image changes, then with the word drawn there, guided towards the drawn letters at the model's ``glyph_guidance``
+(glyph_guidance.py; progress counts both passes; a first pass that changes nothing is the result, and the edit
+ends at half the steps it announced). An edit may ask for LoRA adapters
 loaded at start (engine/lora.py): they are activated for it, and edits that ask for others wait their turn.
 """
 
@@ -29,6 +30,7 @@ from .adapters import AdapterChoice, AdapterError
 from .buckets import nearest_bucket
 from .conditioning import GLYPH_BOX_THRESHOLD, GLYPH_INDEX, glyph_strip, word_to_write
 from .errors import EditCancelled
+from .glyph_guidance import glyph_guided
 from .images import fit_to_bucket
 from .lora import AdapterGate, adapts_text_encoder
 from .model_info import MAX_REFERENCES, ModelInfo
@@ -51,11 +53,13 @@ class MultiReferenceKontextPipeline(FluxKontextPipeline):
 
     With one image it computes exactly what the stock pipeline does. With several (passed as a list, all of one
     size), their tokens follow each other after the target's, each block with its own first id coordinate.
-    ``context_latents`` keeps the first context image's packed tokens of the last call (for paste-back).
+    ``context_latents`` keeps the first context image's packed tokens of the last call (for paste-back),
+    ``glyph_latents`` the glyph strip's (for glyph guidance).
     """
 
     glyph_image: Image.Image | None = None
     context_latents: torch.Tensor | None = None
+    glyph_latents: torch.Tensor | None = None
 
     def prepare_latents(self, image, batch_size, num_channels_latents, height, width, dtype, device, generator,
                         latents=None):  # fmt: skip
@@ -67,6 +71,7 @@ class MultiReferenceKontextPipeline(FluxKontextPipeline):
         if self.glyph_image is None:
             return latents, image_latents, latent_ids, image_ids
         glyph_tokens, glyph_ids = self._glyph_latents(batch_size, num_channels_latents, dtype, device, generator)
+        self.glyph_latents = glyph_tokens[:1]
         if image_latents is None:
             return latents, glyph_tokens, latent_ids, glyph_ids
         return latents, torch.cat([image_latents, glyph_tokens], dim=1), latent_ids, torch.cat([image_ids, glyph_ids])
@@ -230,9 +235,11 @@ class KontextEngine:
                     context_decode = self._decode(pipeline, pipeline.context_latents, width, height)
                     box = region_box(changed_region(result, context_decode, GLYPH_BOX_THRESHOLD))
                     if box is not None:
+                        blank_canvas = pipeline.glyph_latents
                         pipeline.glyph_image = glyph_strip(prompt, width, height, layout, box=box)
                         done_steps = steps
-                        result = self._decode(pipeline, sample(), width, height)
+                        with glyph_guided(pipeline, blank_canvas, self.info.glyph_guidance):
+                            result = self._decode(pipeline, sample(), width, height)
                 if preserve and context:
                     if context_decode is None:
                         context_decode = self._decode(pipeline, pipeline.context_latents, width, height)

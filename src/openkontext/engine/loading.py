@@ -68,6 +68,7 @@ def load_engine(
     transformer_file: Path | None = None,
     acceleration: AccelerationOptions | None = None,
     preserve: float | None = None,
+    glyph_guidance: float | None = None,
     adapters: Sequence[Adapter] = (),
 ) -> KontextEngine:
     """Build the engine for ``model``: 'default', 'random', a named test config ('tiny'), or a folder path.
@@ -75,8 +76,9 @@ def load_engine(
     ``transformer_file`` replaces the folder's transformer: BFL's single .safetensors, or a GGUF file (.gguf,
     quantized; loaded with diffusers' GGUF support and computed in the options' dtype). ``adapters`` are LoRA files
     loaded under their names, all inactive until an edit asks for them (engine/lora.py). ``acceleration`` (see
-    engine/acceleration/) is applied to the pipeline; None keeps the plain pipeline. ``preserve`` replaces the
-    model's default paste-back threshold (engine/preserve.py) when not None.
+    engine/acceleration/) is applied to the pipeline; None keeps the plain pipeline. ``preserve`` and
+    ``glyph_guidance`` replace the model's default paste-back threshold (engine/preserve.py) and glyph guidance
+    scale (engine/glyph_guidance.py) when not None.
     """
     torch_device = pick_device(device)
     dtype = (acceleration or AccelerationOptions()).torch_dtype(torch_device)  # auto: options.default_dtype
@@ -86,6 +88,8 @@ def load_engine(
                                varying_sequence=info.prompt_sized_text or info.glyph_context)  # fmt: skip
     if preserve is not None:
         info = dataclasses.replace(info, preserve=preserve)
+    if glyph_guidance is not None:
+        info = dataclasses.replace(info, glyph_guidance=glyph_guidance)
     return KontextEngine(pipeline, info, acceleration=applied, adapters=[adapter.name for adapter in adapters])
 
 

@@ -35,6 +35,8 @@ class ModelInfo:
     # "cfg": true classifier-free guidance against the empty prompt at that scale (two passes per step)
     guidance_mode: str = "embedded"
     prediction: str = "velocity"  # what the transformer's output means (engine/prediction.py)
+    # how strongly an aligned canvas's drawn word steers the second pass (engine/glyph_guidance.py); 1: plain
+    glyph_guidance: float = 1.0
 
     def text_length(self, prompt: str, tokenizer) -> int:
         """The T5 sequence length for ``prompt``; ``tokenizer`` is the model's own (``tokenizer_2``)."""
@@ -71,6 +73,7 @@ def model_info(card: Mapping, *, name: str, description: str, transformer: Mappi
         preserve=card.get("preserve", 0.0),
         guidance_mode=card.get("guidance", "embedded"),
         prediction=card.get("prediction", "velocity"),
+        glyph_guidance=float(card.get("glyph_guidance", 1.0)),
     )
 
 

@@ -16,14 +16,18 @@ from openkontext.sizes import parse_size
 from openkontext.toyworld.cli import parse_categories
 
 from .editors import copy_input, unrelated_scene, wrong_edit
+from .runner import ENGINE_SETTINGS
 
+GLYPH_GUIDANCE_HELP = "an aligned model's glyph guidance scale (1: plain; default: the model's own)"
 BUILTIN_EDITORS = {"copy_input": copy_input, "wrong_edit": wrong_edit, "unrelated_scene": unrelated_scene}
 
 
-def builtin_factory(model: str, preserve: float | None = None):
-    if preserve is not None:
-        raise typer.BadParameter("the paste-back threshold applies to models, not to the built-in editors",
-                                 param_hint="--preserve")
+def builtin_factory(model: str, **engine_settings):
+    """A built-in reference editor; ``engine_settings`` (paste-back, glyph guidance) apply to models only."""
+    if engine_settings:
+        name = next(iter(engine_settings))
+        raise typer.BadParameter(f"--{name.replace('_', '-')} applies to models, not to the built-in editors",
+                                 param_hint=f"--{name.replace('_', '-')}")  # fmt: skip
     try:
         return BUILTIN_EDITORS[model]
     except KeyError:
@@ -65,21 +69,26 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
             seed_start: int = typer.Option(0),
             preserve: float = typer.Option(None, min=0.0, max=1.0,
                                            help="paste-back threshold (0: off; default: the model's own)"),
+            glyph_guidance: float = typer.Option(None, min=0.0, help=GLYPH_GUIDANCE_HELP),
             ) -> None:  # fmt: skip
         """Score an editor and the copy-input / ground-truth references; write results.json and report.html."""
-        main(_editor(editor_factory, model, preserve), model, n, parse_categories(categories), out,
+        editor = _editor(editor_factory, model, preserve=preserve, glyph_guidance=glyph_guidance)
+        main(editor, model, n, parse_categories(categories), out,
              parse_size(size, square=True), steps, guidance, seed_start)  # fmt: skip
 
     @app.command()
     def sweep(model: str = typer.Option("default", "--model"),
-              param: str = typer.Option("guidance", help="guidance, steps or preserve (the paste-back threshold)"),
+              param: str = typer.Option("guidance", help="guidance, steps, preserve (the paste-back threshold) or "
+                                                         "glyph_guidance"),
               values: str = typer.Option("1.5,2.5,3.5,5", help="comma-separated values"),
               n: int = typer.Option(5, "--n"), categories: str = typer.Option(None),
               size: str = typer.Option("256"), out: Path = typer.Option(Path("bench-out"), "--out"),
               steps: int = typer.Option(50), guidance: float = typer.Option(3.0),
               seed_start: int = typer.Option(0, help="choose settings on other seeds than the benchmark's (0)"),
-              preserve: float = typer.Option(None, min=0.0, max=1.0, help="paste-back threshold")) -> None:
-        """Success rate and each category's quality figure against guidance, steps or the paste-back threshold."""
+              preserve: float = typer.Option(None, min=0.0, max=1.0, help="paste-back threshold"),
+              glyph_guidance: float = typer.Option(None, min=0.0, help=GLYPH_GUIDANCE_HELP)) -> None:
+        """Success rate and each category's quality figure against guidance, steps, the paste-back threshold or
+        the glyph guidance scale."""
         from rich.console import Console
         from rich.table import Table
 
@@ -88,11 +97,12 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
         if param not in SWEEP_PARAMS:
             raise typer.BadParameter(f"one of {', '.join(SWEEP_PARAMS)}", param_hint="--param")
         points = _sweep_values(param, values)
-        if param == "preserve":
-            def editor_at(threshold):
-                return _editor(editor_factory, model, threshold)
+        settings = dict(preserve=preserve, glyph_guidance=glyph_guidance)
+        if param in ENGINE_SETTINGS:
+            def editor_at(value):
+                return _editor(editor_factory, model, **(settings | {param: value}))
         else:
-            editor = _editor(editor_factory, model, preserve)
+            editor = _editor(editor_factory, model, **settings)
 
             def editor_at(_value):
                 return editor
@@ -165,9 +175,10 @@ def _editor_records(path: Path, editor: str | None) -> tuple[str, list[dict]]:
     return editor, cases[editor]
 
 
-def _editor(editor_factory, model: str, preserve: float | None):
-    """The factory's editor; ``preserve`` (the engine's paste-back threshold) is passed only when asked for."""
-    return editor_factory(model) if preserve is None else editor_factory(model, preserve=preserve)
+def _editor(editor_factory, model: str, **engine_settings):
+    """The factory's editor; engine settings (ENGINE_SETTINGS: the paste-back threshold, the glyph guidance scale)
+    are passed only when asked for."""
+    return editor_factory(model, **{name: value for name, value in engine_settings.items() if value is not None})
 
 
 def _sweep_values(param: str, values: str) -> list:
@@ -178,6 +189,8 @@ def _sweep_values(param: str, values: str) -> list:
         raise typer.BadParameter(f"comma-separated {cast.__name__} values, got {values!r}", param_hint="--values")
     if param == "preserve" and not all(0.0 <= v <= 1.0 for v in points):
         raise typer.BadParameter("paste-back thresholds lie in 0-1", param_hint="--values")
+    if param == "glyph_guidance" and not all(v >= 0.0 for v in points):
+        raise typer.BadParameter("glyph guidance scales are 0 or more (1: plain sampling)", param_hint="--values")
     return points
 
 

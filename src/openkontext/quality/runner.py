@@ -198,20 +198,22 @@ QUALITY_KEY = {"local": "psnr_mask_target", "global": "psnr_mask_target", "text"
                "iterative": "turn_success"}  # fmt: skip
 
 
-SWEEP_PARAMS = ("guidance", "steps", "preserve")
+ENGINE_SETTINGS = ("preserve", "glyph_guidance")  # properties of the loaded engine, not arguments of an edit
+SWEEP_PARAMS = ("guidance", "steps", *ENGINE_SETTINGS)
 
 
 def sweep(editor_at, param: str, values: list, n: int = 5, categories=None, size=256, out_dir=None,
           seed_start: int = 0, *, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE) -> dict:
     """Success rate per category as ``param`` (one of SWEEP_PARAMS) takes each of ``values``; ``quality`` holds
     each category's QUALITY_KEY figure and preservation at every value. ``editor_at(value)`` is the editor to run
-    at a value: for guidance and steps the same editor every time (the runner passes the value to it), for
-    preserve (the engine's paste-back threshold, a property of the loaded engine) one built with that threshold."""
+    at a value: for guidance and steps the same editor every time (the runner passes the value to it), for the
+    ENGINE_SETTINGS (the paste-back threshold, the glyph guidance scale: properties of the loaded engine) one
+    built with that value."""
     if param not in SWEEP_PARAMS:
         raise ValueError(f"param must be one of {', '.join(SWEEP_PARAMS)}")
     rows, quality = [], []
     for v in values:
-        kw = {"steps": steps, "guidance": guidance} | ({param: v} if param != "preserve" else {})
+        kw = {"steps": steps, "guidance": guidance} | ({param: v} if param not in ENGINE_SETTINGS else {})
         res = run_bench(editor_at(v), n, categories, size, None, seed_start, references=False, **kw)
         summ = res.summaries["model"]
         rows.append({param: v, **{c: summ[c]["success_rate"] for c in summ}})

@@ -149,11 +149,13 @@ def build_trained_pipeline(run_dir: Path, *, ema: bool = True):
 
 def export(run_dir: Path, out: Path, *, dtype: torch.dtype = torch.float16, name: str = "openkontext-toy",
            description: str | None = None, ema: bool = True, bench_table: str | None = None,
-           notes: str | None = None, preserve: float = 0.0, guidance: str = "embedded") -> Path:
+           notes: str | None = None, preserve: float = 0.0, guidance: str = "embedded",
+           glyph_guidance: float = 1.0) -> Path:
     """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json; returns ``out``.
 
-    ``preserve`` is the model's default paste-back threshold (engine/preserve.py) and ``guidance`` how the engine
-    applies the guidance scale ("embedded" or "cfg", see ``ModelInfo``), both chosen by measurement."""
+    ``preserve`` is the model's default paste-back threshold (engine/preserve.py), ``guidance`` how the engine
+    applies the guidance scale ("embedded" or "cfg", see ``ModelInfo``) and ``glyph_guidance`` the scale of an
+    aligned model's glyph guidance (engine/glyph_guidance.py), all chosen by measurement."""
     pipeline, cfg, steps = build_trained_pipeline(Path(run_dir), ema=ema)
     pipeline.to(dtype=dtype)
     out = Path(out)
@@ -174,6 +176,7 @@ def export(run_dir: Path, out: Path, *, dtype: torch.dtype = torch.float16, name
         "preserve": preserve,
         "guidance": guidance,
         "prediction": arch.prediction,
+        **({"glyph_guidance": glyph_guidance} if arch.glyph_context == "aligned" else {}),
         "training": {"run": Path(run_dir).name, **steps},
     }
     (out / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")

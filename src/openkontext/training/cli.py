@@ -167,6 +167,8 @@ def export(run: Path = RUN, out: Path = typer.Option(..., "--out", help="model f
            preserve: float = typer.Option(0.0, "--preserve", min=0.0, max=1.0,
                                           help="the model's default paste-back threshold (measure it first)"),
            guidance: str = typer.Option("embedded", "--guidance", help="embedded (distilled) or cfg (two passes)"),
+           glyph_guidance: float = typer.Option(1.0, "--glyph-guidance", min=0.0,
+                                                help="an aligned model's glyph guidance scale (measure it first)"),
            ) -> None:  # fmt: skip
     """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json + model card."""
     from .checkpoint import export as export_folder
@@ -176,7 +178,7 @@ def export(run: Path = RUN, out: Path = typer.Option(..., "--out", help="model f
         raise typer.BadParameter("embedded or cfg", param_hint="--guidance")
     folder = export_folder(run, out, name=name, ema=ema, bench_table=bench_table.read_text() if bench_table else None,
                            notes=notes.read_text() if notes else None, preserve=preserve,
-                           guidance=guidance)  # fmt: skip
+                           guidance=guidance, glyph_guidance=glyph_guidance)  # fmt: skip
     typer.echo(f"wrote {folder} ({folder_size(folder) / 1e6:.1f} MB)")
 
 
