@@ -1,16 +1,20 @@
 """Does an aligned model's first pass find where the word goes? For held-out text edits that write a word, the box
 the engine draws the word in (the largest region its first pass changes, engine/kontext.py) against the box of the
 edit's change mask (intersection over union; "found": any box at all), and whether the final output reads the word (OCR
-exact), or how much of it (letter similarity: difflib's ratio to the closest word read, 0-1, before any is exact).
+exact), or how much of it (letter similarity: difflib's ratio to the closest word read, 0-1, before any is exact),
+and the seconds per edit, side by side for each glyph guidance scale asked for (engine/glyph_guidance.py).
 
-    python scripts/glyph_box.py MODEL_FOLDER [--cases 20] [--steps 8]
+    python scripts/glyph_box.py MODEL_FOLDER [--cases 20] [--steps 8] [--glyph-guidance 1,8]
 
-One thread; about 2 s per case at 8 steps (two passes).
+One thread; about 2 s per case at 8 steps and scale 1 (two passes; a scale other than 1 runs the second as a batch
+of two).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import time
 from collections import defaultdict
 from difflib import SequenceMatcher
 
@@ -46,7 +50,7 @@ def letter_similarity(word: str, read: list[str]) -> float:
 
 def first_pass_boxes(engine, cases: int, steps: int) -> list[dict]:
     """One record per case: family, the word, the engine's box (None: its first pass changed nothing), the mask's
-    box, and the words OCR reads in the output."""
+    box, the words OCR reads in the output and the edit's seconds."""
     boxes: list = []
     measured = kontext.region_box
 
@@ -64,12 +68,14 @@ def first_pass_boxes(engine, cases: int, steps: int) -> list[dict]:
             if word is None:
                 continue
             boxes.clear()
+            start = time.perf_counter()
             output = engine.edit([sample.input_image], sample.prompt, seed=seed, steps=steps, guidance=3.0)
+            seconds = time.perf_counter() - start
             scale = sample.input_image.width / output.width  # the engine samples at its bucket (256² models: 1)
             box = tuple(round(v * scale) for v in boxes[0]) if boxes and boxes[0] else None
             output = output.resize(sample.input_image.size)
             records.append(dict(family=sample.meta["family"], word=word, box=box,
-                                mask_box=mask_box(np.asarray(sample.mask)),
+                                mask_box=mask_box(np.asarray(sample.mask)), seconds=seconds,
                                 read=ocr.read_words(output, sample.meta["text_box"])))  # fmt: skip
     finally:
         kontext.region_box = measured
@@ -81,24 +87,37 @@ def main() -> None:
     parser.add_argument("model", help="an exported model folder with glyph_context 'aligned'")
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--glyph-guidance", default=None,
+                        help="comma-separated scales, measured side by side (default: the model's own)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    try:
+        scales = [float(v) for v in args.glyph_guidance.split(",")] if args.glyph_guidance else []
+    except ValueError:
+        parser.error(f"--glyph-guidance takes comma-separated numbers, not {args.glyph_guidance!r}")
     engine = load_engine(args.model, device="cpu")
     if engine.info.glyph_context != "aligned":
         parser.error(f"{args.model}'s glyph context is {engine.info.glyph_context or 'none'!r}, not 'aligned'")
-    by_family = defaultdict(list)
-    for record in first_pass_boxes(engine, args.cases, args.steps):
-        by_family[record["family"]].append(record)
-        print(f"{record['family']:>12}  {record['word']:<10} box {record['box']}  mask {record['mask_box']}  "
-              f"read {' '.join(record['read']) or '-'}")
-    print("| family | cases | box found | mean IoU with the mask's box | OCR exact | letter similarity |")
-    print("|---|---|---|---|---|---|")
-    for family, records in sorted(by_family.items()):
+    rows = []
+    for scale in scales or [engine.info.glyph_guidance]:
+        engine.info = dataclasses.replace(engine.info, glyph_guidance=scale)
+        by_family = defaultdict(list)
+        for record in first_pass_boxes(engine, args.cases, args.steps):
+            by_family[record["family"]].append(record)
+            print(f"{scale:>5g} {record['family']:>12}  {record['word']:<10} box {record['box']}  "
+                  f"mask {record['mask_box']}  read {' '.join(record['read']) or '-'}")
+        rows += [(scale, family, records) for family, records in sorted(by_family.items())]
+    print("| glyph guidance | family | cases | box found | mean IoU with the mask's box | OCR exact "
+          "| letter similarity | s per edit |")
+    print("|---|---|---|---|---|---|---|---|")
+    for scale, family, records in rows:
         found = [r for r in records if r["box"] is not None]
         overlap = np.mean([iou(r["box"], r["mask_box"]) for r in found]) if found else 0.0
         exact = sum(r["word"].upper() in r["read"] for r in records)
         similar = np.mean([letter_similarity(r["word"], r["read"]) for r in records])
-        print(f"| {family} | {len(records)} | {len(found)} | {overlap:.2f} | {exact} | {similar:.2f} |")
+        seconds = np.mean([r["seconds"] for r in records])
+        print(f"| {scale:g} | {family} | {len(records)} | {len(found)} | {overlap:.2f} | {exact} | {similar:.2f} "
+              f"| {seconds:.1f} |")
 
 
 if __name__ == "__main__":

@@ -71,5 +71,5 @@ def test_glyph_box_records_the_engines_own_first_pass_box(load_script, monkeypat
     monkeypatch.setattr(kontext, "GLYPH_BOX_THRESHOLD", 0.02)
     records = script.first_pass_boxes(engine, cases=2, steps=1)
     assert len(records) == 2 and all(r["word"] and r["mask_box"] for r in records)
-    assert all(r["box"] is not None and isinstance(r["read"], list) for r in records)
+    assert all(r["box"] is not None and isinstance(r["read"], list) and r["seconds"] > 0 for r in records)
     assert kontext.region_box.__name__ == "region_box"  # the engine's own, restored
