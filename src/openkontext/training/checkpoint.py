@@ -180,13 +180,13 @@ def export(run_dir: Path, out: Path, *, dtype: torch.dtype = torch.float16, name
         "training": {"run": Path(run_dir).name, **steps},
     }
     (out / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-    card_text = model_card(pipeline, cfg, steps, name, bench_table, notes, warm_start_source(run_dir))
+    card_text = model_card(pipeline, cfg, steps, name, bench_table, notes, warm_start_source(run_dir), glyph_guidance)
     (out / "README.md").write_text(card_text)
     return out
 
 
 def model_card(pipeline, cfg: TrainConfig, steps: dict, name: str, bench_table: str | None = None,
-               notes: str | None = None, started_from: str | None = None) -> str:
+               notes: str | None = None, started_from: str | None = None, glyph_guidance: float = 1.0) -> str:
     """The model card: architecture, parameters, data, training, benchmark, failure cases, licences.
 
     ``bench_table`` is the markdown table of ``openkontext train bench``; ``notes`` (markdown) holds what only the
@@ -213,7 +213,7 @@ The FLUX.1 Kontext architecture at toy scale, its transformer and text encoders 
   appended on the sequence axis with RoPE index 1.
 - autoencoder: {_autoencoder_line(arch)}, {arch.vae["latent_channels"]} latent channels, 8x downsampling,
   scaling {arch.vae["scaling_factor"]} / shift {arch.vae["shift_factor"]}.
-- text: {_text_line(arch)}, trained jointly with the transformer.{_glyph_line(arch)}
+- text: {_text_line(arch)}, trained jointly with the transformer.{_glyph_line(arch, glyph_guidance)}
 - native resolution {arch.native_side}², other aspect ratios through buckets of about the same area.
 
 ## Training
@@ -300,12 +300,13 @@ def _text_line(arch) -> str:
             f"{arch.t5_max_length} {unit})")
 
 
-def _glyph_line(arch) -> str:
+def _glyph_line(arch, glyph_guidance: float) -> str:
     if not arch.glyph_context:
         return ""
     if arch.glyph_context == "aligned":
+        guided = f", guided towards the drawn letters at glyph guidance {glyph_guidance:g}" if glyph_guidance != 1 else ""
         shown = ("the word the prompt writes, drawn in black where it goes on a white canvas of the image's size (the "
-                 "engine finds\n  the place with a first pass on a blank canvas, then samples again)")
+                 f"engine finds\n  the place with a first pass on a blank canvas, then samples again{guided})")
     else:
         shown = (f"the prompt's quoted words rendered on a white strip a quarter of the image high "
                  f"({GLYPH_LAYOUTS[arch.glyph_context]})")
