@@ -107,6 +107,6 @@ def test_an_aligned_run_exports_a_model_the_engine_serves_with_its_canvas(tmp_pa
     assert (written["glyph_context"], written["glyph_guidance"]) == ("aligned", 6.0)
     card = (tmp_path / "model" / "README.md").read_text()
     assert "canvas of the image's size" in card and "quarter of the image high" not in card
-    assert "guided towards the drawn letters at glyph guidance 6" in card
+    assert "guided towards the drawn letters at scale 6" in card
     info = load_engine(str(tmp_path / "model"), device="cpu").info
     assert (info.glyph_context, info.glyph_guidance) == ("aligned", 6.0)

@@ -304,7 +304,7 @@ def _glyph_line(arch, glyph_guidance: float) -> str:
     if not arch.glyph_context:
         return ""
     if arch.glyph_context == "aligned":
-        guided = f", guided towards the drawn letters at glyph guidance {glyph_guidance:g}" if glyph_guidance != 1 else ""
+        guided = "" if glyph_guidance == 1 else f", guided towards the drawn letters at scale {glyph_guidance:g}"
         shown = ("the word the prompt writes, drawn in black where it goes on a white canvas of the image's size (the "
                  f"engine finds\n  the place with a first pass on a blank canvas, then samples again{guided})")
     else:
