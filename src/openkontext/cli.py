@@ -59,6 +59,7 @@ def serve(
                                                       "requests choose them by name.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1, mps …")] = None,
     preserve: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=PRESERVE_HELP)] = None,
+    glyph_guidance: Annotated[Optional[float], typer.Option(min=0.0, max=30.0, help=GLYPH_GUIDANCE_HELP)] = None,
     accel_preset: Annotated[Optional[str], typer.Option(help="none, auto or fast (docs/gpu.md).")] = None,
     accel_options: Annotated[Optional[str], typer.Option(help="Overrides: 'compile=off,fp8=weights' …")] = None,
     accel_warmup: Annotated[Optional[str], typer.Option(help="native, all, none or '1024x1024,…'.")] = None,
@@ -79,7 +80,7 @@ def serve(
     from .runtime import StartupError, check_data_dir, open_store
 
     overrides = dict(host=host, port=port, model=model, transformer_file=transformer_file, device=device,
-                     preserve=preserve, quantize=quantize, loras=lora,
+                     preserve=preserve, glyph_guidance=glyph_guidance, quantize=quantize, loras=lora,
                      accel_preset=accel_preset, accel_options=accel_options, accel_warmup=accel_warmup,
                      workers=workers, data_dir=data_dir, database_url=database_url, api_keys=api_key,
                      public_url=public_url)  # fmt: skip
@@ -143,6 +144,8 @@ def worker(
 
 
 PRESERVE_HELP = "Paste-back threshold 0-1 (0: off; default: the model's own, docs/api.md)."
+GLYPH_GUIDANCE_HELP = ("Glyph guidance 0-30 of a model that draws the word to write (1: plain; default: the model's "
+                       "own, docs/api.md).")
 TransformerFileOpt = Annotated[Optional[Path], typer.Option(help="Single-file transformer: BFL's .safetensors or a "
                                                                  "quantized .gguf (docs/deploy-flux.md).")]
 LocalLoraOpt = Annotated[Optional[list[str]], typer.Option("--lora", help="LoRA adapter PATH[:SCALE] (a "
@@ -151,6 +154,7 @@ QuantizeOpt = Annotated[Optional[str], typer.Option(help="off, int8 or fp8: torc
                                                          "transformer at load time.")]
 ModelOpt = Annotated[str, typer.Option(help="'default', 'random', or a diffusers folder.")]
 PreserveOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=PRESERVE_HELP)]
+GlyphGuidanceOpt = Annotated[Optional[float], typer.Option(min=0.0, max=30.0, help=GLYPH_GUIDANCE_HELP)]
 SeedOpt = Annotated[int, typer.Option(help="Seed (same seed, same output).")]
 StepsOpt = Annotated[int, typer.Option(min=1, max=150)]
 GuidanceOpt = Annotated[float, typer.Option(min=0.1, max=99.0, help="Higher follows the prompt more closely.")]
@@ -172,6 +176,7 @@ def edit(
     steps: StepsOpt = 50,
     guidance: GuidanceOpt = 3.0,
     preserve: PreserveOpt = None,
+    glyph_guidance: GlyphGuidanceOpt = None,
     output_format: FormatOpt = None,
     model: ModelOpt = "default",
     device: DeviceOpt = "auto",
@@ -190,7 +195,7 @@ def edit(
     loading = dict(model=model, device=device, preset=accel_preset, overrides=accel_options,
                    transformer_file=transformer_file, quantize=quantize, adapters=_adapters(lora))  # fmt: skip
     _run_locally(images, prompt, output, output_format, loading, seed=seed, steps=steps, guidance=guidance,
-                 preserve=preserve)  # fmt: skip
+                 preserve=preserve, glyph_guidance=glyph_guidance)  # fmt: skip
 
 
 @app.command()
@@ -258,12 +263,12 @@ def _run_locally(images, prompt: str, output: Path, output_format: str | None, l
     if engine.info.placeholder:
         console.print(f"[yellow]Note:[/yellow] model is {engine.info.name}: {engine.info.description}.")
     started = time.perf_counter()
-    steps = sampling["steps"]
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                   console=console) as bar:  # fmt: skip
-        task = bar.add_task(f"{'editing' if images else 'generating'} on {engine.device}", total=steps)
+        task = bar.add_task(f"{'editing' if images else 'generating'} on {engine.device}", total=sampling["steps"])
+        # the total comes with each step: a model that draws the word to write samples twice (engine/kontext.py)
         result = engine.edit(images, prompt, **sampling,
-                             on_step=lambda step, total, _: bar.update(task, completed=step))  # fmt: skip
+                             on_step=lambda step, total, _: bar.update(task, completed=step, total=total))  # fmt: skip
     output.write_bytes(encode_image(result, fmt))
     seconds = time.perf_counter() - started
     console.print(f"wrote {output} ({result.width}x{result.height}, seed {sampling['seed']}, {seconds:.1f} s)")

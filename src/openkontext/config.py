@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         "input's within it; 0 turns it off; unset: the model's own default (openkontext.json). A request's "
         "'preserve' field overrides it.",
     )
+    glyph_guidance: float | None = Field(
+        None, ge=0.0, le=30.0, allow_inf_nan=False,
+        description="Glyph guidance scale of a model with an aligned glyph canvas: how strongly the drawn word "
+        "shapes the letters it writes (1: plain sampling); unset: the model's own default (openkontext.json). "
+        "Other models ignore it. A request's 'glyph_guidance' field overrides it.",
+    )
     accel_preset: str = Field(
         "auto", description="Engine speed options: 'none', 'auto' (lossless per GPU) or 'fast' (adds fp8, CUDA graphs)."
     )

@@ -85,7 +85,8 @@ def engine_for(settings: Settings) -> KontextEngine:
 
     return start_engine(settings.model, device=settings.device, transformer_file=settings.transformer_file,
                         preset=settings.accel_preset, overrides=settings.accel_options, quantize=settings.quantize,
-                        adapters=settings.loras, preserve=settings.preserve, warmup=settings.accel_warmup)  # fmt: skip
+                        adapters=settings.loras, preserve=settings.preserve, glyph_guidance=settings.glyph_guidance,
+                        warmup=settings.accel_warmup)  # fmt: skip
 
 
 def store_metrics(settings: Settings, store: JobStore) -> Metrics:

@@ -233,6 +233,12 @@ def test_start_up_refuses_a_data_dir_it_cannot_write_naming_it(start_server, tmp
     assert "Traceback" not in message
 
 
+def test_start_up_refuses_an_out_of_range_setting_naming_it(start_server, tmp_path):
+    message = start_fails(start_server, tmp_path / "data", glyph_guidance=-1)
+    assert "cannot start" in message and "glyph_guidance" in message and "greater than or equal to 0" in message
+    assert "Traceback" not in message
+
+
 def test_start_up_refuses_a_disk_without_room(start_server, tmp_path):
     message = start_fails(start_server, tmp_path / "data", min_free_bytes=2**62)
     assert str((tmp_path / "data").resolve()) in message and "free" in message

@@ -3,6 +3,7 @@ never leaves a job or a file behind."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -16,7 +17,8 @@ ACCEPTED = [
     ("steps", 1), ("steps", 150), ("guidance", 0.1), ("guidance", 99.0), ("safety_tolerance", 0),
     ("safety_tolerance", 6), ("output_format", "png"), ("output_format", "jpeg"), ("seed", 0), ("seed", -1),
     ("seed", 2**64 - 1), ("seed", None), ("webhook_url", None), ("webhook_secret", "s3cret"), ("preserve", 0),
-    ("preserve", 1.0), ("preserve", None),
+    ("preserve", 1.0), ("preserve", None), ("glyph_guidance", 0), ("glyph_guidance", 8), ("glyph_guidance", 30),
+    ("glyph_guidance", None),
 ]  # fmt: skip
 
 REJECTED = [
@@ -25,7 +27,7 @@ REJECTED = [
     ("output_format", "JPEG2000"), ("seed", 2**64), ("seed", -(2**63) - 1), ("seed", "lucky"),
     ("webhook_url", "not a url"), ("webhook_url", "ftp://example.com/hook"), ("prompt", ""), ("prompt", "   "),
     ("prompt", None), ("input_image", ""), ("input_image", None), ("preserve", -0.1), ("preserve", 1.5),
-    ("preserve", "all"),
+    ("preserve", "all"), ("glyph_guidance", -0.5), ("glyph_guidance", 30.5), ("glyph_guidance", "strong"),
 ]  # fmt: skip
 
 
@@ -58,6 +60,17 @@ def test_rejected_values(server, field, value):
     assert any(error["loc"][-1] == field for error in detail), detail
     assert all(set(error) == {"loc", "msg", "type"} for error in detail)
     assert count_jobs(server) == jobs and stored_files(server) == files
+
+
+def test_the_extensions_are_stored_with_the_job(server):
+    with server.client() as client:
+        response = client.post(ROUTE, json={"prompt": "Write 'HI' on the sign", "input_image": IMAGE, "steps": 2,
+                                            "preserve": 0.1, "glyph_guidance": 8})  # fmt: skip
+    assert response.status_code == 200, response.text
+    with sqlite3.connect(server.data_dir / "openkontext.db") as db:
+        (params,) = db.execute("select params from jobs where id = ?", (response.json()["id"],)).fetchone()
+    assert {key: value for key, value in json.loads(params).items() if key in ("preserve", "glyph_guidance")} == {
+        "preserve": 0.1, "glyph_guidance": 8.0}
 
 
 def test_missing_fields(server):

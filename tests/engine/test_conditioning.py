@@ -315,6 +315,26 @@ def test_an_aligned_model_guides_only_the_second_pass_by_its_glyph_guidance(monk
     assert pipelines[-1].transformer is engine.pipeline.transformer  # the stand-in does not outlive the pass
 
 
+def test_a_requests_glyph_guidance_overrides_the_models(monkeypatch):
+    import dataclasses
+
+    import openkontext.engine.kontext as kontext
+
+    monkeypatch.setattr(kontext, "GLYPH_BOX_THRESHOLD", 0.02)  # a random model: any difference is a change
+    engine = load_engine("tiny-glyph", device="cpu")
+    engine.info = dataclasses.replace(engine.info, glyph_context="aligned")
+    image, prompt, args = _square((200, 200, 40)), "Write 'HI' on the sign", dict(seed=0, steps=2, guidance=3.0,
+                                                                                  preserve=0)  # fmt: skip
+    plain = engine.edit([image], prompt, **args)
+    asked = engine.edit([image], prompt, glyph_guidance=3.0, **args)
+    engine.info = dataclasses.replace(engine.info, glyph_guidance=3.0)
+    by_default = engine.edit([image], prompt, **args)
+    asked_plain = engine.edit([image], prompt, glyph_guidance=1.0, **args)
+    assert asked.tobytes() == by_default.tobytes() != plain.tobytes() == asked_plain.tobytes()
+    with pytest.raises(ValueError, match="glyph_guidance must be 0 or more"):
+        engine.edit([image], prompt, glyph_guidance=-1.0, **args)
+
+
 def torch_equal(a, b) -> bool:
     import torch
 

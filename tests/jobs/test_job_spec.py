@@ -22,6 +22,8 @@ def create(store: JobStore, spec: JobSpec, job_id: str = "job-1"):
         JobSpec("a red cube", seed=7, steps=4, guidance=3.0, safety_tolerance=6, output_format="webp", size=(320, 192)),
         JobSpec("x", seed=0, steps=1, guidance=1.0, safety_tolerance=0, output_format="jpeg", preserve=0.0,
                 aspect_ratio=16 / 9),
+        JobSpec("Write 'HI'", seed=3, steps=8, guidance=3.0, safety_tolerance=2, output_format="png",
+                glyph_guidance=8.0),
     ],
 )
 def test_the_worker_claims_the_spec_the_api_stored(store, spec):

@@ -43,6 +43,12 @@ class TaskRequest(BaseModel):
         description="OpenKontext extension: paste-back threshold (0 off; null: the server's default). Where the "
         "output and the input agree within it, the input's own pixels are kept.",
     )
+    glyph_guidance: float | None = Field(
+        None, ge=0.0, le=30.0, allow_inf_nan=False,
+        description="OpenKontext extension: for a model that draws the word to write on a glyph canvas, how strongly "
+        "the drawn letters shape the written word (1: plain sampling; null: the server's default). Other models "
+        "ignore it.",
+    )
     loras: list[LoraChoice] | None = Field(
         None, max_length=8,
         description="OpenKontext extension: LoRA adapters to apply, by name (the server's list: GET /health); "

@@ -91,6 +91,7 @@ def submit(
         safety_tolerance=body.safety_tolerance,
         output_format=body.output_format,
         preserve=body.preserve,
+        glyph_guidance=body.glyph_guidance,
         aspect_ratio=parse_aspect_ratio(aspect_ratio) if aspect_ratio else None,
         size=size,
         loras=loras,

@@ -159,17 +159,22 @@ class KontextEngine:
         size: tuple[int, int] | None = None,
         on_step: StepCallback | None = None,
         preserve: float | None = None,
+        glyph_guidance: float | None = None,
         loras: AdapterChoice = (),
     ) -> Image.Image:
         """Edit ``images`` as ``prompt`` asks (or generate from the prompt alone when ``images`` is empty).
 
         ``images[0]`` is the image to edit; further images (up to four in all) are extra references. ``preserve``
-        is the paste-back threshold (preserve.py): None takes the model's default, 0 turns it off. ``loras`` are
-        the (name, scale) pairs of loaded adapters to apply (engine/lora.py); empty: the base model. The same
-        arguments give the same pixels on the same device and build.
+        is the paste-back threshold (preserve.py): None takes the model's default, 0 turns it off.
+        ``glyph_guidance`` is the scale of an aligned model's glyph guidance (glyph_guidance.py): None takes the
+        model's, 1 is plain sampling; a model without an aligned canvas has nothing to guide. ``loras`` are the
+        (name, scale) pairs of loaded adapters to apply (engine/lora.py); empty: the base model. The same arguments
+        give the same pixels on the same device and build.
         """
         if len(images) > MAX_REFERENCES:
             raise ValueError(f"at most {MAX_REFERENCES} context images")
+        if glyph_guidance is not None and not glyph_guidance >= 0:
+            raise ValueError(f"glyph_guidance must be 0 or more, not {glyph_guidance}")
         loras = tuple((str(name), float(scale)) for name, scale in loras)
         if loras and self.adapters is None:
             raise AdapterError(f"LoRA {loras[0][0]!r} was asked for, but this engine has no LoRA adapters loaded")
@@ -198,6 +203,7 @@ class KontextEngine:
 
         max_sequence_length = self.info.text_length(prompt, pipeline.tokenizer_2)
         preserve = self.info.preserve if preserve is None else preserve
+        glyph_guidance = self.info.glyph_guidance if glyph_guidance is None else glyph_guidance
         variant = loras if self._adapted_text else ()  # cached prompt embeddings depend on text-encoder adapters
         # The adapters are the shared modules' state: held from the prompt encoding to the last decode.
         with self.adapters.active(loras) if self.adapters else contextlib.nullcontext():
@@ -238,7 +244,7 @@ class KontextEngine:
                         blank_canvas = pipeline.glyph_latents
                         pipeline.glyph_image = glyph_strip(prompt, width, height, layout, box=box)
                         done_steps = steps
-                        with glyph_guided(pipeline, blank_canvas, self.info.glyph_guidance):
+                        with glyph_guided(pipeline, blank_canvas, glyph_guidance):
                             result = self._decode(pipeline, sample(), width, height)
                 if preserve and context:
                     if context_decode is None:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def start_engine(model: str = "default", *, device: str = "auto", transformer_file: Path | None = None,
                  preset: str = "auto", overrides: str | None = None, quantize: str | None = None,
                  adapters: Sequence[Adapter] = (), preserve: float | None = None,
-                 warmup: str = "none") -> KontextEngine:  # fmt: skip
+                 glyph_guidance: float | None = None, warmup: str = "none") -> KontextEngine:  # fmt: skip
     """Load ``model`` (see ``load_engine``) with its LoRA ``adapters`` on ``device`` with the ``preset``'s acceleration
     options, ``overrides`` ("compile=off,fp8=weights") and ``quantize`` (off, int8, fp8: torchao weight-only; None
     keeps the preset's), then warm up the ``warmup`` buckets (see ``warmup_buckets``)."""
@@ -35,7 +35,8 @@ def start_engine(model: str = "default", *, device: str = "auto", transformer_fi
     acceleration = configure(torch_device, preset, overrides, model=traits, quantize=quantize)
     validate(acceleration, torch_device, traits)  # refuse now, with the reason, before minutes of loading
     engine = load_engine(model, device=str(torch_device), transformer_file=transformer_file,
-                         acceleration=acceleration, preserve=preserve, adapters=adapters)  # fmt: skip
+                         acceleration=acceleration, preserve=preserve, glyph_guidance=glyph_guidance,
+                         adapters=adapters)  # fmt: skip
     warm_up(engine, warmup_buckets(warmup, engine.info.buckets))  # a no-op unless the options compile something
     return engine
 

@@ -18,6 +18,7 @@ class JobSpec:
     safety_tolerance: int  # 0 strictest … 6; applies to the output image too
     output_format: str  # jpeg | png | webp (api/schemas.py)
     preserve: float | None = None  # paste-back threshold (engine/preserve.py); None: the model's default
+    glyph_guidance: float | None = None  # glyph guidance scale (engine/glyph_guidance.py); None: the model's default
     aspect_ratio: float | None = None  # width / height of the result; None: the first input image's
     size: tuple[int, int] | None = None  # explicit (width, height) of the result (text to image at a size)
     loras: tuple[tuple[str, float], ...] = ()  # LoRA adapters (name, scale), scales resolved at submit; (): none

@@ -326,6 +326,7 @@ class WorkerPool:
                 aspect_ratio=spec.aspect_ratio,
                 size=spec.size,
                 preserve=spec.preserve,
+                glyph_guidance=spec.glyph_guidance,
                 loras=spec.loras,
                 on_step=on_step,
             )
