@@ -3,8 +3,10 @@ the engine draws the word in (the largest region its first pass changes, engine/
 edit's change mask (intersection over union; "found": any box at all), and whether the final output reads the word (OCR
 exact), or how much of it (letter similarity: difflib's ratio to the closest word read, 0-1, before any is exact),
 and the seconds per edit, side by side for each glyph guidance scale asked for (engine/glyph_guidance.py).
+``--box mask`` draws the word in the change mask's own box instead of the first pass's (an oracle no request has):
+how much of the gap to an exact word is the box.
 
-    python scripts/glyph_box.py MODEL_FOLDER [--cases 20] [--steps 8] [--glyph-guidance 1,8]
+    python scripts/glyph_box.py MODEL_FOLDER [--cases 20] [--steps 8] [--glyph-guidance 1,8] [--box mask]
 
 One thread; about 2 s per case at 8 steps and scale 1 (two passes; a scale other than 1 runs the second as a batch
 of two).
@@ -48,15 +50,17 @@ def letter_similarity(word: str, read: list[str]) -> float:
     return max((SequenceMatcher(None, word.upper(), r.upper()).ratio() for r in read), default=0.0)
 
 
-def first_pass_boxes(engine, cases: int, steps: int) -> list[dict]:
+def first_pass_boxes(engine, cases: int, steps: int, oracle: bool = False) -> list[dict]:
     """One record per case: family, the word, the engine's box (None: its first pass changed nothing), the mask's
-    box, the words OCR reads in the output and the edit's seconds."""
+    box, the words OCR reads in the output and the edit's seconds. ``oracle``: the second pass draws the word in
+    the mask's box (whenever the first pass found any)."""
     boxes: list = []
     measured = kontext.region_box
+    true_box = None
 
     def recording(mask):
         boxes.append(measured(mask))
-        return boxes[-1]
+        return true_box if oracle and boxes[-1] is not None else boxes[-1]
 
     kontext.region_box = recording  # the engine's own box, as it computes it
     records, seed = [], SEED
@@ -68,6 +72,7 @@ def first_pass_boxes(engine, cases: int, steps: int) -> list[dict]:
             if word is None:
                 continue
             boxes.clear()
+            true_box = mask_box(np.asarray(sample.mask))  # the engine samples 256² inputs at 256²
             start = time.perf_counter()
             output = engine.edit([sample.input_image], sample.prompt, seed=seed, steps=steps, guidance=3.0)
             seconds = time.perf_counter() - start
@@ -75,7 +80,7 @@ def first_pass_boxes(engine, cases: int, steps: int) -> list[dict]:
             box = tuple(round(v * scale) for v in boxes[0]) if boxes and boxes[0] else None
             output = output.resize(sample.input_image.size)
             records.append(dict(family=sample.meta["family"], word=word, box=box,
-                                mask_box=mask_box(np.asarray(sample.mask)), seconds=seconds,
+                                mask_box=true_box, seconds=seconds,
                                 read=ocr.read_words(output, sample.meta["text_box"])))  # fmt: skip
     finally:
         kontext.region_box = measured
@@ -89,6 +94,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--glyph-guidance", default=None,
                         help="comma-separated scales, measured side by side (default: the model's own)")
+    parser.add_argument("--box", choices=["first-pass", "mask"], default="first-pass",
+                        help="where the word is drawn: the first pass's box (as served) or the mask's (an oracle)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     try:
@@ -102,7 +109,7 @@ def main() -> None:
     for scale in scales or [engine.info.glyph_guidance]:
         engine.info = dataclasses.replace(engine.info, glyph_guidance=scale)
         by_family = defaultdict(list)
-        for record in first_pass_boxes(engine, args.cases, args.steps):
+        for record in first_pass_boxes(engine, args.cases, args.steps, oracle=args.box == "mask"):
             by_family[record["family"]].append(record)
             print(f"{scale:>5g} {record['family']:>12}  {record['word']:<10} box {record['box']}  "
                   f"mask {record['mask_box']}  read {' '.join(record['read']) or '-'}")
