@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from .api.signing import redact_signatures
+from .engine.model_info import MAX_GLYPH_GUIDANCE
 from .quiet import quiet_libraries
 
 quiet_libraries()  # before any command imports the engine: keep the CLI's output about the edit
@@ -59,7 +60,7 @@ def serve(
                                                       "requests choose them by name.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1, mps …")] = None,
     preserve: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=PRESERVE_HELP)] = None,
-    glyph_guidance: Annotated[Optional[float], typer.Option(min=0.0, max=30.0, help=GLYPH_GUIDANCE_HELP)] = None,
+    glyph_guidance: GlyphGuidanceOpt = None,
     accel_preset: Annotated[Optional[str], typer.Option(help="none, auto or fast (docs/gpu.md).")] = None,
     accel_options: Annotated[Optional[str], typer.Option(help="Overrides: 'compile=off,fp8=weights' …")] = None,
     accel_warmup: Annotated[Optional[str], typer.Option(help="native, all, none or '1024x1024,…'.")] = None,
@@ -144,8 +145,8 @@ def worker(
 
 
 PRESERVE_HELP = "Paste-back threshold 0-1 (0: off; default: the model's own, docs/api.md)."
-GLYPH_GUIDANCE_HELP = ("Glyph guidance 0-30 of a model that draws the word to write (1: plain; default: the model's "
-                       "own, docs/api.md).")
+GLYPH_GUIDANCE_HELP = ("Glyph guidance of a model that draws the word to write (1: plain; default: the model's own, "
+                       "docs/api.md).")
 TransformerFileOpt = Annotated[Optional[Path], typer.Option(help="Single-file transformer: BFL's .safetensors or a "
                                                                  "quantized .gguf (docs/deploy-flux.md).")]
 LocalLoraOpt = Annotated[Optional[list[str]], typer.Option("--lora", help="LoRA adapter PATH[:SCALE] (a "
@@ -154,7 +155,7 @@ QuantizeOpt = Annotated[Optional[str], typer.Option(help="off, int8 or fp8: torc
                                                          "transformer at load time.")]
 ModelOpt = Annotated[str, typer.Option(help="'default', 'random', or a diffusers folder.")]
 PreserveOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=PRESERVE_HELP)]
-GlyphGuidanceOpt = Annotated[Optional[float], typer.Option(min=0.0, max=30.0, help=GLYPH_GUIDANCE_HELP)]
+GlyphGuidanceOpt = Annotated[Optional[float], typer.Option(min=0.0, max=MAX_GLYPH_GUIDANCE, help=GLYPH_GUIDANCE_HELP)]
 SeedOpt = Annotated[int, typer.Option(help="Seed (same seed, same output).")]
 StepsOpt = Annotated[int, typer.Option(min=1, max=150)]
 GuidanceOpt = Annotated[float, typer.Option(min=0.1, max=99.0, help="Higher follows the prompt more closely.")]

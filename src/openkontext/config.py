@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .engine.adapters import Adapter, parse_adapters
+from .engine.model_info import MAX_GLYPH_GUIDANCE
 
 
 class Settings(BaseSettings):
@@ -67,7 +68,7 @@ class Settings(BaseSettings):
         "'preserve' field overrides it.",
     )
     glyph_guidance: float | None = Field(
-        None, ge=0.0, le=30.0, allow_inf_nan=False,
+        None, ge=0.0, le=MAX_GLYPH_GUIDANCE, allow_inf_nan=False,
         description="Glyph guidance scale of a model with an aligned glyph canvas: how strongly the drawn word "
         "shapes the letters it writes (1: plain sampling); unset: the model's own default (openkontext.json). "
         "Other models ignore it. A request's 'glyph_guidance' field overrides it.",

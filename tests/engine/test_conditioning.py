@@ -331,8 +331,9 @@ def test_a_requests_glyph_guidance_overrides_the_models(monkeypatch):
     by_default = engine.edit([image], prompt, **args)
     asked_plain = engine.edit([image], prompt, glyph_guidance=1.0, **args)
     assert asked.tobytes() == by_default.tobytes() != plain.tobytes() == asked_plain.tobytes()
-    with pytest.raises(ValueError, match="glyph_guidance must be 0 or more"):
-        engine.edit([image], prompt, glyph_guidance=-1.0, **args)
+    for out_of_range in (-1.0, 31.0):
+        with pytest.raises(ValueError, match="glyph_guidance must be 0 or more"):
+            engine.edit([image], prompt, glyph_guidance=out_of_range, **args)
 
 
 def torch_equal(a, b) -> bool:

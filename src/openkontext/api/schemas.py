@@ -8,6 +8,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, 
 
 from ..engine.adapters import MAX_SCALE
 from ..engine.buckets import parse_aspect_ratio
+from ..engine.model_info import MAX_GLYPH_GUIDANCE
 from ..statuses import TaskStatus
 
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
@@ -44,7 +45,7 @@ class TaskRequest(BaseModel):
         "output and the input agree within it, the input's own pixels are kept.",
     )
     glyph_guidance: float | None = Field(
-        None, ge=0.0, le=30.0, allow_inf_nan=False,
+        None, ge=0.0, le=MAX_GLYPH_GUIDANCE, allow_inf_nan=False,
         description="OpenKontext extension: for a model that draws the word to write on a glyph canvas, how strongly "
         "the drawn letters shape the written word (1: plain sampling; null: the server's default). Other models "
         "ignore it.",

@@ -33,7 +33,7 @@ from .errors import EditCancelled
 from .glyph_guidance import glyph_guided
 from .images import fit_to_bucket
 from .lora import AdapterGate, adapts_text_encoder
-from .model_info import MAX_REFERENCES, ModelInfo
+from .model_info import MAX_GLYPH_GUIDANCE, MAX_REFERENCES, ModelInfo
 from .preserve import changed_region, paste_back, region_box
 
 # A requested size above this many times the model's native area is generated at the nearest bucket and resized:
@@ -173,8 +173,9 @@ class KontextEngine:
         """
         if len(images) > MAX_REFERENCES:
             raise ValueError(f"at most {MAX_REFERENCES} context images")
-        if glyph_guidance is not None and not glyph_guidance >= 0:
-            raise ValueError(f"glyph_guidance must be 0 or more, not {glyph_guidance}")
+        if glyph_guidance is not None and not 0 <= glyph_guidance <= MAX_GLYPH_GUIDANCE:
+            raise ValueError(f"glyph_guidance must be 0 or more and at most {MAX_GLYPH_GUIDANCE:g}, "
+                             f"not {glyph_guidance}")
         loras = tuple((str(name), float(scale)) for name, scale in loras)
         if loras and self.adapters is None:
             raise AdapterError(f"LoRA {loras[0][0]!r} was asked for, but this engine has no LoRA adapters loaded")

@@ -15,6 +15,10 @@ from .buckets import FLUX_KONTEXT_BUCKETS, make_buckets
 from .configs import CONFIGS
 from .conditioning import GLYPH_LAYOUTS, text_length
 
+# The largest glyph guidance scale a request, a setting or a command may ask for (the model cards' measured scales
+# are 6-12; far above, the guided prediction is mostly amplified error).
+MAX_GLYPH_GUIDANCE = 30.0
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"  # the shipped model
 MAX_REFERENCES = 4  # context images per edit: the image to edit and three more, at RoPE indices 1-4
 MODEL_CARD_FILE = "openkontext.json"  # our metadata beside model_index.json: native side, text length, name

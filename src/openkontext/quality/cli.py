@@ -12,6 +12,7 @@ from typing import Callable
 
 import typer
 
+from openkontext.engine.model_info import MAX_GLYPH_GUIDANCE
 from openkontext.sizes import parse_size
 from openkontext.toyworld.cli import parse_categories
 
@@ -69,7 +70,7 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
             seed_start: int = typer.Option(0),
             preserve: float = typer.Option(None, min=0.0, max=1.0,
                                            help="paste-back threshold (0: off; default: the model's own)"),
-            glyph_guidance: float = typer.Option(None, min=0.0, help=GLYPH_GUIDANCE_HELP),
+            glyph_guidance: float = typer.Option(None, min=0.0, max=MAX_GLYPH_GUIDANCE, help=GLYPH_GUIDANCE_HELP),
             ) -> None:  # fmt: skip
         """Score an editor and the copy-input / ground-truth references; write results.json and report.html."""
         editor = _editor(editor_factory, model, preserve=preserve, glyph_guidance=glyph_guidance)
@@ -86,7 +87,8 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
               steps: int = typer.Option(50), guidance: float = typer.Option(3.0),
               seed_start: int = typer.Option(0, help="choose settings on other seeds than the benchmark's (0)"),
               preserve: float = typer.Option(None, min=0.0, max=1.0, help="paste-back threshold"),
-              glyph_guidance: float = typer.Option(None, min=0.0, help=GLYPH_GUIDANCE_HELP)) -> None:
+              glyph_guidance: float = typer.Option(None, min=0.0, max=MAX_GLYPH_GUIDANCE,
+                                                   help=GLYPH_GUIDANCE_HELP)) -> None:
         """Success rate and each category's quality figure against guidance, steps, the paste-back threshold or
         the glyph guidance scale."""
         from rich.console import Console
@@ -189,8 +191,9 @@ def _sweep_values(param: str, values: str) -> list:
         raise typer.BadParameter(f"comma-separated {cast.__name__} values, got {values!r}", param_hint="--values")
     if param == "preserve" and not all(0.0 <= v <= 1.0 for v in points):
         raise typer.BadParameter("paste-back thresholds lie in 0-1", param_hint="--values")
-    if param == "glyph_guidance" and not all(v >= 0.0 for v in points):
-        raise typer.BadParameter("glyph guidance scales are 0 or more (1: plain sampling)", param_hint="--values")
+    if param == "glyph_guidance" and not all(0.0 <= v <= MAX_GLYPH_GUIDANCE for v in points):
+        raise typer.BadParameter(f"glyph guidance scales are 0 or more and at most {MAX_GLYPH_GUIDANCE:g} (1: plain "
+                                 "sampling)", param_hint="--values")
     return points
 
 

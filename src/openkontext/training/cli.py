@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from ..engine.model_info import MAX_GLYPH_GUIDANCE
 from .config import PRESETS, preset
 
 app = typer.Typer(help="Train the OpenKontext model on the toy world (autoencoder, then transformer).",
@@ -167,7 +168,7 @@ def export(run: Path = RUN, out: Path = typer.Option(..., "--out", help="model f
            preserve: float = typer.Option(0.0, "--preserve", min=0.0, max=1.0,
                                           help="the model's default paste-back threshold (measure it first)"),
            guidance: str = typer.Option("embedded", "--guidance", help="embedded (distilled) or cfg (two passes)"),
-           glyph_guidance: float = typer.Option(1.0, "--glyph-guidance", min=0.0,
+           glyph_guidance: float = typer.Option(1.0, "--glyph-guidance", min=0.0, max=MAX_GLYPH_GUIDANCE,
                                                 help="an aligned model's glyph guidance scale (measure it first)"),
            ) -> None:  # fmt: skip
     """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json + model card."""
