@@ -259,9 +259,11 @@ def test_sse_stream_reports_in_order_until_the_end(start_server):
 
 
 def test_health_ready_and_metrics_move(start_server):
-    server = start_server()
+    server = start_server(preserve=0.3)
     with server.client() as client:
-        assert client.get("/health").json()["status"] == "ok"
+        health = client.get("/health").json()
+        assert health["status"] == "ok"
+        assert health["defaults"] == {"preserve": 0.3, "glyph_guidance": None}  # the tiny model draws no canvas
         assert client.get("/ready").json()["status"] == "ready"
 
         def metric(name, text):

@@ -29,10 +29,14 @@ def start_worker(data_dir, log_path, **settings) -> subprocess.Popen:
 
 
 def test_an_api_only_replica_never_loads_the_model(start_server, tmp_path):
-    # A model folder that does not exist: loading it would stop the server; an API-only replica does not try.
-    api = start_server(workers=0, model=str(tmp_path / "flux-kontext-on-the-gpu-nodes"))
+    # A model folder with a card and no weights: loading it would stop the server; an API-only replica does not try.
+    folder = tmp_path / "flux-kontext-on-the-gpu-nodes"
+    folder.mkdir()
+    (folder / "openkontext.json").write_text('{"glyph_context": "aligned", "glyph_guidance": 6, "preserve": 0.15}')
+    api = start_server(workers=0, model=str(folder), glyph_guidance=9)
     health = httpx.get(f"{api.url}/health").json()
     assert health["model"] == "flux-kontext-on-the-gpu-nodes" and health["placeholder_model"] is False
+    assert health["defaults"] == {"preserve": 0.15, "glyph_guidance": 9.0}  # the card's, and the setting over it
     assert httpx.get(f"{api.url}/ready").json() == {"status": "ready", "model": health["model"], "workers": 0}
     with api.client() as client:
         task = client.post("/v1/flux-kontext-pro", json={"prompt": "make it blue", "input_image": b64(image_bytes())})

@@ -5,7 +5,8 @@ import pytest
 
 from openkontext.engine.buckets import FLUX_KONTEXT_BUCKETS, make_buckets
 from openkontext.engine.configs import CONFIGS
-from openkontext.engine.model_info import MODEL_CARD_FILE, config_info, model_info, read_card
+from openkontext.engine.model_info import (MODEL_CARD_FILE, EditDefaults, config_info, model_info, model_label,
+                                           read_card)
 
 FLUX = CONFIGS["flux-kontext-dev"].transformer
 SMALL = CONFIGS["small"].transformer
@@ -58,3 +59,22 @@ def test_read_card(tmp_path):
     assert read_card(tmp_path) == {}
     (tmp_path / MODEL_CARD_FILE).write_text('{"native_side": 64}')
     assert read_card(tmp_path) == {"native_side": 64}
+
+
+def test_edit_defaults_name_glyph_guidance_only_for_a_model_that_draws_an_aligned_canvas():
+    def defaults(card, **settings):
+        info = model_info(card, name="n", description="d", transformer=SMALL, native_side=64)
+        return EditDefaults.of(info.with_defaults(**settings))
+
+    assert defaults({"glyph_context": "aligned", "glyph_guidance": 6, "preserve": 0.15}) == EditDefaults(0.15, 6.0)
+    assert defaults({"glyph_context": "aligned"}, preserve=0.0, glyph_guidance=9) == EditDefaults(0.0, 9.0)
+    assert defaults({"glyph_context": "line", "glyph_guidance": 6}) == EditDefaults(0.0, None)
+    assert defaults({}, preserve=0.2, glyph_guidance=9) == EditDefaults(0.2, None)
+
+
+def test_model_label_reads_what_the_loaded_model_would_report_without_loading_it(tmp_path):
+    (tmp_path / MODEL_CARD_FILE).write_text('{"name": "mine", "glyph_context": "aligned", "glyph_guidance": 6}')
+    assert model_label(str(tmp_path)) == ("mine", False, EditDefaults(0.0, 6.0))
+    assert model_label(str(tmp_path), preserve=0.1, glyph_guidance=2) == ("mine", False, EditDefaults(0.1, 2.0))
+    assert model_label("tiny-glyph", preserve=0.1) == ("random-tiny-glyph", True, EditDefaults(0.1, None))
+    assert model_label(str(tmp_path / "absent")) == ("absent", False, EditDefaults(0.0, None))

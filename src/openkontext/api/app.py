@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..config import Settings
-from ..engine.model_info import model_label
+from ..engine.model_info import EditDefaults, model_label
 from ..jobs.faults import describe, out_of_space
 from ..jobs.store import JobStore
 from ..jobs.webhooks import WebhookSender
@@ -54,6 +54,7 @@ class Service:
     engine: KontextEngine | None  # None in an API-only replica (workers=0): it never loads the model
     model_name: str
     placeholder_model: bool
+    edit_defaults: EditDefaults  # what a request's preserve and glyph_guidance default to (GET /health)
     workers: WorkerPool
     url_policy: UrlPolicy
     webhooks: WebhookSender
@@ -85,11 +86,12 @@ def build_service(
     if engine is None and settings.workers:  # compiled before the first request (when the options compile something)
         engine = engine_for(settings)
     if engine is None:
-        model_name, placeholder = model_label(settings.model)
+        model_name, placeholder, edit_defaults = model_label(settings.model, preserve=settings.preserve,
+                                                             glyph_guidance=settings.glyph_guidance)  # fmt: skip
         log.info("API only (workers=0): the model is not loaded here; worker processes sharing the job store run %s",
                  model_name)  # fmt: skip
     else:
-        model_name, placeholder = engine.info.name, engine.info.placeholder
+        model_name, placeholder, edit_defaults = engine.info.name, engine.info.placeholder, EditDefaults.of(engine.info)
         if placeholder:
             log.warning("MODEL: %s — %s", engine.info.name, engine.info.description)
         else:
@@ -111,7 +113,8 @@ def build_service(
     )
     return Service(
         settings=settings, store=store, storage=storage, signer=signer, keys=KeyRing(configured_keys),
-        moderator=moderator, engine=engine, model_name=model_name, placeholder_model=placeholder, workers=workers, url_policy=url_policy, webhooks=webhooks,
+        moderator=moderator, engine=engine, model_name=model_name, placeholder_model=placeholder,
+        edit_defaults=edit_defaults, workers=workers, url_policy=url_policy, webhooks=webhooks,
         metrics=metrics,
     )  # fmt: skip
 

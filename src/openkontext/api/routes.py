@@ -6,6 +6,7 @@ never block the event loop. Polling (get_result and its SSE stream) is ``async``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -272,10 +273,12 @@ def download_result(
 
 @router.get("/health", summary="Liveness: the process answers", tags=["operations"])
 def health(request: Request) -> dict[str, Any]:
-    """Also lists the LoRA adapters requests may name in ``loras`` (name and default scale)."""
+    """Also lists the LoRA adapters requests may name in ``loras`` (name and default scale) and what the request
+    extensions ``preserve`` and ``glyph_guidance`` default to (null: the model ignores it)."""
     service = service_of(request)
     return {"status": "ok", "model": service.model_name, "placeholder_model": service.placeholder_model,
-            "loras": [adapter.describe() for adapter in service.settings.loras]}  # fmt: skip
+            "loras": [adapter.describe() for adapter in service.settings.loras],
+            "defaults": dataclasses.asdict(service.edit_defaults)}  # fmt: skip
 
 
 @router.get("/ready", summary="Readiness: the model is loaded and a worker can make progress", tags=["operations"],

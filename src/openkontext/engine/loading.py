@@ -7,7 +7,6 @@ Nothing here reaches a model hub: every ``from_pretrained`` runs with ``local_fi
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from .adapters import Adapter
 from .configs import CONFIGS, build_pipeline
 from .kontext import KontextEngine
 from .lora import load_adapters
-from .model_info import DEFAULT_MODEL_DIR, ModelInfo, config_info, folder_info, placeholder_name
+from .model_info import DEFAULT_MODEL_DIR, PLACEHOLDER_CONFIG, ModelInfo, config_info, folder_info, placeholder_name
 from .prediction import apply_prediction
 from .tiny_autoencoder import TinyAutoencoder
 
@@ -43,9 +42,6 @@ class _ExpectedLocalComponents(logging.Filter):
 logging.getLogger("diffusers.pipelines.pipeline_utils").addFilter(_ExpectedLocalComponents())
 
 log = logging.getLogger(__name__)
-
-PLACEHOLDER_CONFIG = "small"
-
 
 class ModelNotFoundError(FileNotFoundError):
     pass
@@ -86,10 +82,7 @@ def load_engine(
     load_adapters(pipeline, adapters)  # before the options: they place, cast and compile the adapters too
     pipeline, applied = _place(pipeline, torch_device, acceleration,
                                varying_sequence=info.prompt_sized_text or info.glyph_context)  # fmt: skip
-    if preserve is not None:
-        info = dataclasses.replace(info, preserve=preserve)
-    if glyph_guidance is not None:
-        info = dataclasses.replace(info, glyph_guidance=glyph_guidance)
+    info = info.with_defaults(preserve=preserve, glyph_guidance=glyph_guidance)
     return KontextEngine(pipeline, info, acceleration=applied, adapters=[adapter.name for adapter in adapters])
 
 

@@ -6,6 +6,7 @@ Plain data, no torch: the API layer reads ``MAX_REFERENCES`` here without import
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .conditioning import GLYPH_LAYOUTS, text_length
 MAX_GLYPH_GUIDANCE = 30.0
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"  # the shipped model
+PLACEHOLDER_CONFIG = "small"  # the configuration 'random' (and 'default' without trained weights) builds
 MAX_REFERENCES = 4  # context images per edit: the image to edit and three more, at RoPE indices 1-4
 MODEL_CARD_FILE = "openkontext.json"  # our metadata beside model_index.json: native side, text length, name
 FLUX_TEXT_WIDTH = 4096  # FLUX.1's transformer takes T5-XXL's 4096-wide tokens (joint_attention_dim); ours are narrower
@@ -52,6 +54,27 @@ class ModelInfo:
     def native_area(self) -> int:
         return max(width * height for width, height in self.buckets)
 
+    def with_defaults(self, *, preserve: float | None = None, glyph_guidance: float | None = None) -> ModelInfo:
+        """This model with a server's own defaults for the request extensions, where given (not None)."""
+        return dataclasses.replace(self, **_given(preserve=preserve, glyph_guidance=glyph_guidance))
+
+
+@dataclass(frozen=True)
+class EditDefaults:
+    """What a request's OpenKontext extensions default to on a server: ``GET /health`` reports it, so a client (the
+    playground) can show the value an empty field stands for."""
+
+    preserve: float  # the paste-back threshold (preserve.py); 0: off
+    glyph_guidance: float | None  # None: the model draws no aligned glyph canvas, so it ignores the field
+
+    @classmethod
+    def of(cls, info: ModelInfo) -> EditDefaults:
+        return cls.resolve(preserve=info.preserve, glyph_guidance=info.glyph_guidance, glyph_context=info.glyph_context)
+
+    @classmethod
+    def resolve(cls, *, preserve: float, glyph_guidance: float, glyph_context: str) -> EditDefaults:
+        return cls(preserve, glyph_guidance if glyph_context == "aligned" else None)
+
 
 def model_info(card: Mapping, *, name: str, description: str, transformer: Mapping, native_side: int,
                placeholder: bool = False) -> ModelInfo:  # fmt: skip
@@ -72,13 +95,17 @@ def model_info(card: Mapping, *, name: str, description: str, transformer: Mappi
         placeholder=placeholder,
         buckets=buckets,
         max_sequence_length=card.get("max_sequence_length", 512),
-        glyph_context=_glyph_layout(card.get("glyph_context", "")),
         prompt_sized_text=card.get("prompt_sized_text", False),
-        preserve=card.get("preserve", 0.0),
         guidance_mode=card.get("guidance", "embedded"),
         prediction=card.get("prediction", "velocity"),
-        glyph_guidance=float(card.get("glyph_guidance", 1.0)),
+        **_request_extension_fields(card),
     )
+
+
+def _request_extension_fields(card: Mapping) -> dict:
+    """The card's fields behind the request extensions' defaults (``EditDefaults``)."""
+    return dict(glyph_context=_glyph_layout(card.get("glyph_context", "")), preserve=card.get("preserve", 0.0),
+                glyph_guidance=float(card.get("glyph_guidance", 1.0)))  # fmt: skip
 
 
 def _glyph_layout(value) -> str:
@@ -104,24 +131,42 @@ def folder_info(folder: Path, pipeline) -> ModelInfo:
                       native_side=pipeline.vae_scale_factor * pipeline.default_sample_size)  # fmt: skip
 
 
+def config_card(config) -> dict:
+    """A named configuration's facts in the card's terms."""
+    return {"max_sequence_length": config.t5_max_length, "glyph_context": config.glyph_context,
+            "prompt_sized_text": config.prompt_sized_text, "prediction": config.prediction}  # fmt: skip
+
+
 def config_info(config, *, name: str, description: str, placeholder: bool) -> ModelInfo:
     """A model built from a named configuration (engine/configs.py ``KontextConfig``), random or trained."""
-    card = {"max_sequence_length": config.t5_max_length, "glyph_context": config.glyph_context,
-            "prompt_sized_text": config.prompt_sized_text, "prediction": config.prediction}  # fmt: skip
-    return model_info(card, name=name, description=description, transformer=config.transformer,
+    return model_info(config_card(config), name=name, description=description, transformer=config.transformer,
                       native_side=config.native_side, placeholder=placeholder)  # fmt: skip
 
 
-def model_label(model: str) -> tuple[str, bool]:
-    """The name and placeholder flag that ``load_engine(model)`` reports, read from the model folder's card without
-    loading weights: what an API-only replica (``--workers 0``) says its workers serve."""
+def model_label(model: str, *, preserve: float | None = None,
+                glyph_guidance: float | None = None) -> tuple[str, bool, EditDefaults]:  # fmt: skip
+    """The name, placeholder flag and request defaults that ``load_engine(model, preserve=…, glyph_guidance=…)``
+    reports, read from the model folder's card (or the named configuration) without loading weights: what an
+    API-only replica (``--workers 0``) says its workers serve."""
     if model == "default" and (DEFAULT_MODEL_DIR / "model_index.json").exists():
         folder = DEFAULT_MODEL_DIR
     elif model in ("default", "random", *CONFIGS):
-        return placeholder_name("random" if model == "default" else model), True
+        name = "random" if model == "default" else model
+        card = config_card(CONFIGS[PLACEHOLDER_CONFIG if name == "random" else name])
+        return placeholder_name(name), True, _edit_defaults(card, preserve, glyph_guidance)
     else:
         folder = Path(model).expanduser()
-    return read_card(folder).get("name", folder.name), False
+    card = read_card(folder)
+    return card.get("name", folder.name), False, _edit_defaults(card, preserve, glyph_guidance)
+
+
+def _edit_defaults(card: Mapping, preserve: float | None, glyph_guidance: float | None) -> EditDefaults:
+    overrides = _given(preserve=preserve, glyph_guidance=glyph_guidance)
+    return EditDefaults.resolve(**_request_extension_fields(card) | overrides)
+
+
+def _given(**values) -> dict:
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def placeholder_name(model: str) -> str:
