@@ -11,6 +11,11 @@ const POLL_MS = 400;
 const POLL_RETRIES = 5; // consecutive failed polls (network, 5xx) before giving up, with backoff
 const MAX_SAFE_SEED = Number.MAX_SAFE_INTEGER;
 const DEFAULTS = { steps: "50", guidance: "3", safety: "2", format: "png", aspect: "", lora: "" };
+// OpenKontext's request extensions: a number field each, left out of the request when empty (the server's default)
+const REQUEST_EXTENSIONS = [
+  { id: "preserve", field: "preserve", label: "Keep unchanged pixels", min: 0, max: 1 },
+  { id: "glyph-guidance", field: "glyph_guidance", label: "Glyph guidance", min: 0, max: 30 },
+];
 const EXTENSIONS = { png: "png", jpeg: "jpg", webp: "webp" };
 
 const $ = (id) => document.getElementById(id);
@@ -143,6 +148,7 @@ async function showServerInfo() {
   try {
     const health = await api.health();
     showAdapters(health.loras || []);
+    showDefaults(health.defaults || {});
     if (!health.placeholder_model) return;
     const notice = $("model-notice");
     notice.textContent = `Placeholder model: this server runs “${health.model}”, a randomly initialised model, so ` +
@@ -162,6 +168,16 @@ function showAdapters(adapters) {
     select.append(element("option", { value: adapter.name, textContent: adapter.name }));
   }
   $("lora-param").hidden = adapters.length === 0;
+}
+
+/** An empty extension field shows the server's default; glyph guidance only on a model that uses it. */
+function showDefaults(defaults) {
+  if (typeof defaults.preserve === "number") {
+    $("preserve").placeholder = defaults.preserve ? `default ${defaults.preserve}` : "default 0 (off)";
+  }
+  const glyphs = typeof defaults.glyph_guidance === "number";
+  $("glyph-param").hidden = !glyphs;
+  if (glyphs) $("glyph-guidance").placeholder = `default ${defaults.glyph_guidance}`;
 }
 
 /** A chosen adapter starts at the server's default scale for it. */
@@ -275,6 +291,7 @@ function resetParameters() {
   $("aspect").value = DEFAULTS.aspect;
   $("lora").value = DEFAULTS.lora;
   onAdapterChange();
+  for (const extension of REQUEST_EXTENSIONS) $(extension.id).value = "";
   $("seed-random").checked = true;
   $("seed").value = "";
   $("seed").disabled = true;
@@ -311,6 +328,13 @@ function readBody() {
     if (scale === null || !(Math.abs(scale) <= 4)) throw new Error("The LoRA scale must be a number from -4 to 4.");
     body.loras = [{ name: $("lora").value, scale }];
   }
+  for (const { id, field, label, min, max } of REQUEST_EXTENSIONS) {
+    if ($(id).closest(".param").hidden) continue; // a field the server's model ignores
+    const value = number(id);
+    if (value === null) continue;
+    if (!(value >= min && value <= max)) throw new Error(`${label} must be a number from ${min} to ${max}.`);
+    body[field] = value;
+  }
   return body;
 }
 
@@ -325,6 +349,7 @@ function fillForm(step) {
   $("lora").value = body.loras?.[0]?.name ?? DEFAULTS.lora; // "" when this server no longer has it
   onAdapterChange();
   if ($("lora").value) $("lora-scale").value = String(body.loras[0].scale);
+  for (const { id, field } of REQUEST_EXTENSIONS) $(id).value = body[field] ?? "";
   useSeed(step.seed);
 }
 
@@ -549,6 +574,8 @@ function renderMeta(step) {
     ...(step.body.loras?.length
       ? [["LoRA", step.body.loras.map((lora) => `${lora.name} × ${lora.scale}`).join(", ")]]
       : []),
+    ...REQUEST_EXTENSIONS.filter(({ field }) => step.body[field] != null)
+      .map(({ field, label }) => [label, String(step.body[field])]),
     ["Time", step.duration != null ? `${step.duration.toFixed(2)} s` : "—"],
   ];
   const list = $("result-meta");
