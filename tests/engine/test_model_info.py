@@ -46,6 +46,11 @@ def test_an_unknown_glyph_layout_is_refused_when_the_model_loads():
         model_info({"glyph_context": "grid"}, name="n", description="d", transformer=SMALL, native_side=64)
 
 
+def test_an_unknown_guidance_mode_is_refused_when_the_model_loads():
+    with pytest.raises(ValueError, match="guidance 'strong' is not one of embedded, cfg, change"):
+        model_info({"guidance": "strong"}, name="n", description="d", transformer=SMALL, native_side=64)
+
+
 def test_a_configuration_gives_its_numbers():
     info = config_info(CONFIGS["tiny-glyph"], name="t", description="d", placeholder=True)
     assert info.buckets == make_buckets(64) and info.max_sequence_length == 48 and info.placeholder

@@ -19,6 +19,7 @@ from .conditioning import GLYPH_LAYOUTS, text_length
 # The largest glyph guidance scale a request, a setting or a command may ask for (the model cards' measured scales
 # are 6-12; far above, the guided prediction is mostly amplified error).
 MAX_GLYPH_GUIDANCE = 30.0
+GUIDANCE_MODES = ("embedded", "cfg", "change")  # how the engine applies a request's guidance (ModelInfo.guidance_mode)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"  # the shipped model
 PLACEHOLDER_CONFIG = "small"  # the configuration 'random' (and 'default' without trained weights) builds
@@ -38,7 +39,8 @@ class ModelInfo:
     prompt_sized_text: bool = False
     preserve: float = 0.0  # the default paste-back threshold for this model (see preserve.py); 0: off
     # "embedded": guidance goes to the transformer's guidance input (FLUX.1 [dev], guidance-distilled);
-    # "cfg": true classifier-free guidance against the empty prompt at that scale (two passes per step)
+    # "cfg": true classifier-free guidance against the empty prompt at that scale (two passes per step);
+    # "change": guidance / 3 scales how far each step's prediction moves from the unchanged input (change_guidance.py)
     guidance_mode: str = "embedded"
     prediction: str = "velocity"  # what the transformer's output means (engine/prediction.py)
     # how strongly an aligned canvas's drawn word steers the second pass (engine/glyph_guidance.py); 1: plain
@@ -96,7 +98,7 @@ def model_info(card: Mapping, *, name: str, description: str, transformer: Mappi
         buckets=buckets,
         max_sequence_length=card.get("max_sequence_length", 512),
         prompt_sized_text=card.get("prompt_sized_text", False),
-        guidance_mode=card.get("guidance", "embedded"),
+        guidance_mode=_guidance_mode(card.get("guidance", "embedded")),
         prediction=card.get("prediction", "velocity"),
         **_request_extension_fields(card),
     )
@@ -106,6 +108,12 @@ def _request_extension_fields(card: Mapping) -> dict:
     """The card's fields behind the request extensions' defaults (``EditDefaults``)."""
     return dict(glyph_context=_glyph_layout(card.get("glyph_context", "")), preserve=card.get("preserve", 0.0),
                 glyph_guidance=float(card.get("glyph_guidance", 1.0)))  # fmt: skip
+
+
+def _guidance_mode(value: str) -> str:
+    if value not in GUIDANCE_MODES:
+        raise ValueError(f"the model card's guidance {value!r} is not one of {', '.join(GUIDANCE_MODES)}")
+    return value
 
 
 def _glyph_layout(value) -> str:

@@ -1,0 +1,57 @@
+"""Guidance against the unchanged image (``"guidance": "change"`` in a model card): the request's ``guidance``
+scales how far the edit moves away from the input image.
+
+At every step the prediction becomes ``copy + scale * (prediction - copy)``. ``copy`` is the velocity that leads
+straight back to the image being edited (x̂₀ = its latent: the context tokens at the target's places); ``scale`` is
+``guidance / CHANGE_GUIDANCE_REFERENCE``. At the API's default guidance the model samples as trained, lower keeps
+more of the input, higher pushes the edit further. It is classifier-free guidance whose reference is the identity
+edit instead of the empty prompt, and the identity edit needs no second pass: for a model whose prompted prediction
+carries more error than edit against the empty prompt (docs/training.md, "Guidance on v8"), this is the direction
+the prompt actually moves it. Text-to-image has no input to move away from: it samples unguided.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from .prediction import MIN_SIGMA, context_base
+
+CHANGE_GUIDANCE_REFERENCE = 3.0  # the API's default guidance: scale 1, the model as trained
+
+
+class ChangeGuidedTransformer:
+    """Stands in for a pipeline's transformer: returns the velocity ``scale`` times as far from the copy velocity.
+    Everything else (config, dtype, cache contexts) is the transformer's."""
+
+    def __init__(self, transformer, scale: float):
+        self.transformer = transformer
+        self.scale = scale
+
+    def __getattr__(self, name):
+        return getattr(self.transformer, name)
+
+    def __call__(self, *, hidden_states: torch.Tensor, img_ids: torch.Tensor, timestep: torch.Tensor,
+                 return_dict: bool = False, **kwargs):  # fmt: skip
+        velocity = self.transformer(hidden_states=hidden_states, img_ids=img_ids, timestep=timestep,
+                                    return_dict=False, **kwargs)[0]  # fmt: skip
+        sigma = timestep.float().clamp_min(MIN_SIGMA).view(-1, 1, 1)
+        copy = (hidden_states.float() - context_base(hidden_states, img_ids)) / sigma
+        return ((copy + self.scale * (velocity.float() - copy)).to(velocity.dtype),)
+
+
+@contextlib.contextmanager
+def change_guided(pipeline, scale: float) -> Iterator[None]:
+    """Within the block, ``pipeline`` (a per-call pipeline) samples with change guidance at ``scale``; 1: unchanged."""
+    if scale == 1.0:
+        yield
+        return
+    transformer = pipeline.transformer
+    # object.__setattr__: DiffusionPipeline's own __setattr__ would record the stand-in in the pipeline's config.
+    object.__setattr__(pipeline, "transformer", ChangeGuidedTransformer(transformer, scale))
+    try:
+        yield
+    finally:
+        object.__setattr__(pipeline, "transformer", transformer)
