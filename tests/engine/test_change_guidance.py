@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from openkontext.engine.change_guidance import CHANGE_GUIDANCE_REFERENCE
+from openkontext.engine.change_guidance import CHANGE_GUIDANCE_REFERENCE, change_scale
 from openkontext.engine.loading import load_engine
 
 
@@ -65,3 +65,9 @@ def test_text_to_image_has_no_input_to_move_from_and_samples_unguided(engines):
     for guidance in (0.5, 6.0):
         assert (changing.edit([], "a red ball", seed=5, steps=2, guidance=guidance).tobytes()
                 == plain.edit([], "a red ball", seed=5, steps=2, guidance=guidance).tobytes())  # fmt: skip
+
+
+def test_the_scale_is_one_at_the_reference_rises_with_guidance_and_never_turns_negative():
+    scales = [change_scale(g) for g in (0.1, 1.0, CHANGE_GUIDANCE_REFERENCE, 5.0, 99.0)]
+    assert scales[2] == 1.0 and scales == sorted(scales) and len(set(scales)) == 5
+    assert change_scale(-1e6) == 0.0

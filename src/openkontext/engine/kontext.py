@@ -28,7 +28,7 @@ from .acceleration.options import AccelerationOptions
 from .acceleration.runtime import AccelerationRuntime
 from .adapters import AdapterChoice, AdapterError
 from .buckets import nearest_bucket
-from .change_guidance import CHANGE_GUIDANCE_REFERENCE, change_guided
+from .change_guidance import change_guided, change_scale
 from .conditioning import GLYPH_BOX_THRESHOLD, GLYPH_INDEX, glyph_strip, word_to_write
 from .errors import EditCancelled
 from .glyph_guidance import glyph_guided
@@ -238,8 +238,7 @@ class KontextEngine:
 
             # a "change" model's guidance scales how far the edit moves from the input (change_guidance.py)
             changing = self.info.guidance_mode == "change" and bool(context)
-            change_scale = guidance / CHANGE_GUIDANCE_REFERENCE if changing else 1.0
-            with self.runtime.session(pipeline), change_guided(pipeline, change_scale):
+            with self.runtime.session(pipeline), change_guided(pipeline, change_scale(guidance) if changing else 1.0):
                 result = self._decode(pipeline, sample(), width, height)
                 context_decode = None
                 if placing:
