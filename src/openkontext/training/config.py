@@ -254,7 +254,7 @@ PRESETS["default-rows"] = dataclasses.replace(_variant("default-words", "default
 # The same with the "aligned" canvas (training/glyphs.py: jittered boxes, a blank share for the engine's first pass),
 # warm-started from the aligned line's latest candidate (committed so that no session's training is lost).
 PRESETS["default-aligned"] = dataclasses.replace(
-    _variant("default-words", "default-aligned", init_from="candidates/openkontext-toy-a4"), categories=TEXT_THRICE)
+    _variant("default-words", "default-aligned", init_from="candidates/openkontext-toy-a6"), categories=TEXT_THRICE)
 # The aligned line with text edits at three fifths of the examples and most of them at 256² (at 128² a sign's
 # capitals are ~7 px, two letters to a token): more text examples at a legible size (candidate a2 came from it; its
 # letters are read better, no word comes out yet: docs/training.md, "More text at a legible size").
