@@ -40,7 +40,7 @@ class ModelInfo:
     preserve: float = 0.0  # the default paste-back threshold for this model (see preserve.py); 0: off
     # "embedded": guidance goes to the transformer's guidance input (FLUX.1 [dev], guidance-distilled);
     # "cfg": true classifier-free guidance against the empty prompt at that scale (two passes per step);
-    # "change": guidance / 3 scales how far each step's prediction moves from the unchanged input (change_guidance.py)
+    # "change": the guidance scales how far each step's prediction moves from the unchanged input (change_guidance.py)
     guidance_mode: str = "embedded"
     prediction: str = "velocity"  # what the transformer's output means (engine/prediction.py)
     # how strongly an aligned canvas's drawn word steers the second pass (engine/glyph_guidance.py); 1: plain
