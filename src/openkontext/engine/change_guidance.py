@@ -13,12 +13,10 @@ to move away from: it samples unguided.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 
 from .prediction import MIN_SIGMA, context_base
+from .stand_in import TransformerStandIn, standing_in
 
 CHANGE_GUIDANCE_REFERENCE = 3.0  # the API's default guidance: scale 1, the model as trained
 # Scale per unit of guidance. The toy models are steep: on candidate a5 (docs/training.md, "Change guidance") scales
@@ -32,16 +30,12 @@ def change_scale(guidance: float) -> float:
     return max(0.0, 1.0 + CHANGE_GUIDANCE_SLOPE * (guidance - CHANGE_GUIDANCE_REFERENCE))
 
 
-class ChangeGuidedTransformer:
-    """Stands in for a pipeline's transformer: returns the velocity ``scale`` times as far from the copy velocity.
-    Everything else (config, dtype, cache contexts) is the transformer's."""
+class ChangeGuidedTransformer(TransformerStandIn):
+    """Stands in for a pipeline's transformer: returns the velocity ``scale`` times as far from the copy velocity."""
 
     def __init__(self, transformer, scale: float):
-        self.transformer = transformer
+        super().__init__(transformer)
         self.scale = scale
-
-    def __getattr__(self, name):
-        return getattr(self.transformer, name)
 
     def __call__(self, *, hidden_states: torch.Tensor, img_ids: torch.Tensor, timestep: torch.Tensor,
                  return_dict: bool = False, **kwargs):  # fmt: skip
@@ -52,16 +46,7 @@ class ChangeGuidedTransformer:
         return ((copy + self.scale * (velocity.float() - copy)).to(velocity.dtype),)
 
 
-@contextlib.contextmanager
-def change_guided(pipeline, scale: float) -> Iterator[None]:
+def change_guided(pipeline, scale: float):
     """Within the block, ``pipeline`` (a per-call pipeline) samples with change guidance at ``scale``; 1: unchanged."""
-    if scale == 1.0:
-        yield
-        return
-    transformer = pipeline.transformer
-    # object.__setattr__: DiffusionPipeline's own __setattr__ would record the stand-in in the pipeline's config.
-    object.__setattr__(pipeline, "transformer", ChangeGuidedTransformer(transformer, scale))
-    try:
-        yield
-    finally:
-        object.__setattr__(pipeline, "transformer", transformer)
+    guide = None if scale == 1.0 else lambda transformer: ChangeGuidedTransformer(transformer, scale)
+    return standing_in(pipeline, guide)

@@ -11,30 +11,25 @@ model's default, chosen by measurement.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 
 from .conditioning import GLYPH_INDEX
+from .stand_in import TransformerStandIn, standing_in
 
 # The transformer's per-example arguments, repeated for the blank half of the batch; the rest (token ids, attention
 # options) are shared by the whole batch.
 PER_EXAMPLE = ("timestep", "guidance", "pooled_projections", "encoder_hidden_states")
 
 
-class GlyphGuidedTransformer:
+class GlyphGuidedTransformer(TransformerStandIn):
     """Stands in for a pipeline's transformer: each call runs the word's canvas and the blank canvas as one batch
-    of two and returns the guided prediction. Everything else (config, dtype, cache contexts) is the transformer's."""
+    of two and returns the guided prediction."""
 
     def __init__(self, transformer, blank_canvas: torch.Tensor, scale: float):
         """``blank_canvas``: the packed latent tokens of the blank canvas, as the pipeline appends them."""
-        self.transformer = transformer
+        super().__init__(transformer)
         self.blank_canvas = blank_canvas
         self.scale = scale
-
-    def __getattr__(self, name):
-        return getattr(self.transformer, name)
 
     def __call__(self, *, hidden_states: torch.Tensor, img_ids: torch.Tensor, return_dict: bool = False, **kwargs):
         ids = img_ids[0] if img_ids.ndim == 3 else img_ids
@@ -49,16 +44,7 @@ class GlyphGuidedTransformer:
         return (without + self.scale * (with_word - without),)
 
 
-@contextlib.contextmanager
-def glyph_guided(pipeline, blank_canvas: torch.Tensor, scale: float) -> Iterator[None]:
+def glyph_guided(pipeline, blank_canvas: torch.Tensor, scale: float):
     """Within the block, ``pipeline`` (a per-call pipeline) samples with glyph guidance at ``scale``; 1: unchanged."""
-    if scale == 1.0:
-        yield
-        return
-    transformer = pipeline.transformer
-    # object.__setattr__: DiffusionPipeline's own __setattr__ would record the stand-in in the pipeline's config.
-    object.__setattr__(pipeline, "transformer", GlyphGuidedTransformer(transformer, blank_canvas, scale))
-    try:
-        yield
-    finally:
-        object.__setattr__(pipeline, "transformer", transformer)
+    guide = None if scale == 1.0 else lambda transformer: GlyphGuidedTransformer(transformer, blank_canvas, scale)
+    return standing_in(pipeline, guide)
