@@ -136,6 +136,8 @@ def test_cli_trains_and_exports(tmp_path):
     assert (tmp_path / "model" / "model_index.json").exists()
     card = (tmp_path / "model" / "README.md").read_text()
     assert "| local | model |" in card and "- colours drift" in card and "Not yet written" not in card
+    # base training ignores the embedded guidance input, so the request's guidance acts as change guidance
+    assert json.loads((tmp_path / "model" / "openkontext.json").read_text())["guidance"] == "change"
     missing = runner.invoke(app, ["export", "--run", str(run), "--out", str(tmp_path / "m2"), "--notes", "nope.md"])
     assert missing.exit_code == 2 and not (tmp_path / "m2").exists()
 
@@ -151,6 +153,9 @@ def test_guidance_distillation_phase_runs_from_the_base_model(tmp_path):
     assert [r["stage"] for r in records] == ["flow-distill"] * 2
     assert all(math.isfinite(r["loss"]) for r in records)
     assert (tmp_path / "run" / "distill.pt").exists()
+    folder = export(tmp_path / "run", tmp_path / "model")
+    card = json.loads((folder / "openkontext.json").read_text())
+    assert (card["guidance"], card["training"]["flow_phase"]) == ("embedded", "distill")
 
 
 def test_edit_weights_follow_the_token_packing_order():

@@ -147,16 +147,25 @@ def build_trained_pipeline(run_dir: Path, *, ema: bool = True):
     return pipeline, cfg, steps
 
 
+def default_guidance_mode(flow_phase: str) -> str:
+    """How the engine should apply guidance to a run's model unless measured otherwise: a guidance-distilled
+    transformer reads it as its embedded input; base training draws that input at random (it learns to ignore it),
+    so a base model gets change guidance, which samples it exactly as trained at guidance 3."""
+    return "embedded" if flow_phase == "distill" else "change"
+
+
 def export(run_dir: Path, out: Path, *, dtype: torch.dtype = torch.float16, name: str = "openkontext-toy",
            description: str | None = None, ema: bool = True, bench_table: str | None = None,
-           notes: str | None = None, preserve: float = 0.0, guidance: str = "embedded",
+           notes: str | None = None, preserve: float = 0.0, guidance: str | None = None,
            glyph_guidance: float = 1.0) -> Path:
     """Write the run's model as a diffusers folder (fp16 safetensors) + openkontext.json; returns ``out``.
 
     ``preserve`` is the model's default paste-back threshold (engine/preserve.py), ``guidance`` how the engine
-    applies the guidance scale ("embedded" or "cfg", see ``ModelInfo``) and ``glyph_guidance`` the scale of an
-    aligned model's glyph guidance (engine/glyph_guidance.py), all chosen by measurement."""
+    applies the guidance scale (one of ``GUIDANCE_MODES``, see ``ModelInfo``; None: ``default_guidance_mode``) and
+    ``glyph_guidance`` the scale of an aligned model's glyph guidance (engine/glyph_guidance.py), all chosen by
+    measurement."""
     pipeline, cfg, steps = build_trained_pipeline(Path(run_dir), ema=ema)
+    guidance = guidance or default_guidance_mode(steps["flow_phase"])
     pipeline.to(dtype=dtype)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

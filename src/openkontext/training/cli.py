@@ -167,8 +167,9 @@ def export(run: Path = RUN, out: Path = typer.Option(..., "--out", help="model f
                                       help="markdown for the card: '## Known failure cases', compute, curves"),
            preserve: float = typer.Option(0.0, "--preserve", min=0.0, max=1.0,
                                           help="the model's default paste-back threshold (measure it first)"),
-           guidance: str = typer.Option("embedded", "--guidance",
-                                        help="embedded (distilled), cfg (two passes) or change (change_guidance.py)"),
+           guidance: str = typer.Option(None, "--guidance", show_default=False,
+                                        help="embedded (distilled), cfg (two passes) or change (change_guidance.py);"
+                                             " default: embedded after 'train distill', else change"),
            glyph_guidance: float = typer.Option(1.0, "--glyph-guidance", min=0.0, max=MAX_GLYPH_GUIDANCE,
                                                 help="an aligned model's glyph guidance scale (measure it first)"),
            ) -> None:  # fmt: skip
@@ -176,7 +177,7 @@ def export(run: Path = RUN, out: Path = typer.Option(..., "--out", help="model f
     from .checkpoint import export as export_folder
     from .checkpoint import folder_size
 
-    if guidance not in GUIDANCE_MODES:
+    if guidance is not None and guidance not in GUIDANCE_MODES:
         raise typer.BadParameter(", ".join(GUIDANCE_MODES), param_hint="--guidance")
     folder = export_folder(run, out, name=name, ema=ema, bench_table=bench_table.read_text() if bench_table else None,
                            notes=notes.read_text() if notes else None, preserve=preserve,
