@@ -125,10 +125,17 @@ def test_different_seeds_differ():
 def test_categories_filter_and_errors():
     for seed in range(5):
         assert generate(seed, categories=["text"]).category == "text"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="recolor_object"):  # the message lists the families too
         generate(0, categories=["nope"])
     with pytest.raises(ValueError):
         generate(0, split="validation")
+
+
+def test_an_edit_family_can_be_drawn_alone_or_beside_categories():
+    samples = [generate(seed, size=64, categories=["recolor_object"]) for seed in range(6)]
+    assert {(s.category, s.meta["family"]) for s in samples} == {("local", "recolor_object")}
+    mixed = [generate(seed, size=64, categories=["move_object", "style"]).meta["family"] for seed in range(40)]
+    assert "move_object" in mixed and set(mixed) - {"move_object"} <= set(FAMILIES["style"])
 
 
 def test_thousands_of_identities():

@@ -26,6 +26,7 @@ from .studio import is_studio, make_studio_edit
 from .styles import apply_style
 
 MASK_GROW_PX = 2
+FAMILY_NAMES: tuple[str, ...] = tuple(f for fams in FAMILIES.values() for f in fams if f not in FAMILIES)
 
 
 @dataclasses.dataclass
@@ -112,18 +113,25 @@ def _meta(edit: Edit, category: str, size: tuple[int, int], seed: int, split: st
 
 def generate(seed: int, *, split: str = "train", size: int | tuple[int, int] = 256,
              categories: Iterable[str] | None = None) -> Sample:
-    """The sample for ``seed``: a pure function of the arguments (same arguments -> identical bytes)."""
+    """The sample for ``seed``: a pure function of the arguments (same arguments -> identical bytes).
+
+    ``categories`` are drawn from uniformly; an entry may also be one edit family (e.g. ``recolor_object``), which
+    then gives only that family's edits on generated scenes."""
     check_split(split)
     size = normalize_size(size)
-    cats = tuple(categories) if categories else CATEGORIES
-    for c in cats:
-        if c not in FAMILIES:
-            raise ValueError(f"unknown category {c!r}; choose from {CATEGORIES}")
+    kinds = tuple(categories) if categories else CATEGORIES
+    for kind in kinds:
+        if kind not in FAMILIES and kind not in FAMILY_NAMES:
+            raise ValueError(f"unknown category or edit family {kind!r}; the categories are {', '.join(CATEGORIES)}, "
+                             f"the families {', '.join(FAMILY_NAMES)}")
     rng = rng_for(seed, split)
-    category = rng.choice(cats)
-    if category == "iterative":
+    kind = rng.choice(kinds)
+    category = kind if kind in FAMILIES else category_of(kind)
+    if kind == "iterative":
         return _iterative(rng, seed, split, size)
-    if is_studio(seed, split, category):
+    if kind not in FAMILIES:
+        edit = make_edit(kind, rng, split, size)
+    elif is_studio(seed, split, category):
         edit = make_studio_edit(category, rng, split, size)
     else:
         edit = make_edit(rng.choice(FAMILIES[category]), rng, split, size)

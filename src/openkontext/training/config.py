@@ -164,7 +164,7 @@ class TrainConfig:
     pretrained_vae: str | None = None
     data_workers: int = 0  # processes rendering toy-world samples for the encoded chunks (0: the training process)
     probe_every_s: float = 0.0  # seconds between runs of the fixed 64-case probe (training/probe.py); 0: never
-    categories: tuple[str, ...] = ()  # empty: all
+    categories: tuple[str, ...] = ()  # drawn uniformly; entries may repeat or name one edit family; empty: all
     seed: int = 0
     threads: int = 0  # torch threads; 0 leaves torch's default
     mixed_precision: str = "bf16"  # autocast on CUDA and on CPUs with native bf16 (training/loop.py); "no": fp32
