@@ -134,6 +134,8 @@ def test_categories_filter_and_errors():
 def test_an_edit_family_can_be_drawn_alone_or_beside_categories():
     samples = [generate(seed, size=64, categories=["recolor_object"]) for seed in range(6)]
     assert {(s.category, s.meta["family"]) for s in samples} == {("local", "recolor_object")}
+    studio = [generate(seed, size=64, categories=["add_object"]).meta.get("studio", False) for seed in range(60)]
+    assert 0 < sum(studio) < 30  # a family keeps its category's share of studio pictures (STUDIO_SHARE)
     mixed = [generate(seed, size=64, categories=["move_object", "style"]).meta["family"] for seed in range(40)]
     assert "move_object" in mixed and set(mixed) - {"move_object"} <= set(FAMILIES["style"])
 

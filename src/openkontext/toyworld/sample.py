@@ -22,7 +22,7 @@ from PIL import Image, ImageChops
 from .edits import CATEGORIES, FAMILIES, Edit, category_of, make_chain, make_edit
 from .scene import Character, item_masks, normalize_size, render
 from .split import check_split, rng_for
-from .studio import is_studio, make_studio_edit
+from .studio import STUDIO_FAMILIES, is_studio, make_studio_edit
 from .styles import apply_style
 
 MASK_GROW_PX = 2
@@ -116,7 +116,7 @@ def generate(seed: int, *, split: str = "train", size: int | tuple[int, int] = 2
     """The sample for ``seed``: a pure function of the arguments (same arguments -> identical bytes).
 
     ``categories`` are drawn from uniformly; an entry may also be one edit family (e.g. ``recolor_object``), which
-    then gives only that family's edits on generated scenes."""
+    then gives only that family's edits (on studio pictures as often as its category would)."""
     check_split(split)
     size = normalize_size(size)
     kinds = tuple(categories) if categories else CATEGORIES
@@ -129,12 +129,11 @@ def generate(seed: int, *, split: str = "train", size: int | tuple[int, int] = 2
     category = kind if kind in FAMILIES else category_of(kind)
     if kind == "iterative":
         return _iterative(rng, seed, split, size)
-    if kind not in FAMILIES:
-        edit = make_edit(kind, rng, split, size)
-    elif is_studio(seed, split, category):
-        edit = make_studio_edit(category, rng, split, size)
+    family = None if kind in FAMILIES else kind
+    if is_studio(seed, split, category) and (family is None or family in STUDIO_FAMILIES[category]):
+        edit = make_studio_edit(category, rng, split, size, family)
     else:
-        edit = make_edit(rng.choice(FAMILIES[category]), rng, split, size)
+        edit = make_edit(family or rng.choice(FAMILIES[category]), rng, split, size)
     assert category_of(edit.meta["family"]) == category
     inp, target, mask, regions = _realise(edit, category, size, None)
     return Sample(inp, edit.prompt, target, category, mask, _meta(edit, category, size, seed, split),

@@ -59,10 +59,10 @@ def is_studio(seed: int, split: str, category: str) -> bool:
     return random.Random(f"studio:{split}:{seed}").random() < STUDIO_SHARE
 
 
-def make_studio_edit(category: str, rng: random.Random, split: str, size: Size) -> Edit:
-    """A studio edit of ``category`` (its family drawn uniformly among those that apply), drawing again until the
+def make_studio_edit(category: str, rng: random.Random, split: str, size: Size, family: str | None = None) -> Edit:
+    """A studio edit of ``family`` (None: drawn uniformly among the category's that apply), drawing again until the
     family applies, everything in the result stands out from its backdrop and the prompt is short enough."""
-    family = rng.choice(STUDIO_FAMILIES[category])
+    family = family or rng.choice(STUDIO_FAMILIES[category])
     for _ in range(200):
         edit = _make(family, rng, split, size)
         if (edit is not None and len(edit.prompt.encode("utf-8")) <= MAX_PROMPT_BYTES
