@@ -34,6 +34,34 @@ def _config(run: Path, name: str, steps: int | None, batch: int | None, stage: s
     return cfg
 
 
+def _mixture(value: str) -> tuple[str, ...]:
+    """--categories: names of categories or edit families, each checked."""
+    from openkontext.toyworld import CATEGORIES
+    from openkontext.toyworld.sample import FAMILY_NAMES
+
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in CATEGORIES and name not in FAMILY_NAMES]
+    if not names or unknown:
+        raise typer.BadParameter(f"unknown {', '.join(unknown) or 'empty list'}; the categories are "
+                                 f"{', '.join(CATEGORIES)}; the families {', '.join(FAMILY_NAMES)}",
+                                 param_hint="--categories")  # fmt: skip
+    return names
+
+
+def _switch(run: Path, cfg, switches: dict) -> None:
+    """Set recipe fields ('categories', 'flow.optimizer') on ``cfg`` and, for an existing run, in its saved recipe,
+    so that later resumes keep them."""
+    from .checkpoint import read_config, write_config
+
+    targets = [cfg] + ([read_config(run)] if switches and (run / "config.json").exists() else [])
+    for target in targets:
+        for key, value in switches.items():
+            part, _, attr = key.rpartition(".")
+            setattr(getattr(target, part) if part else target, attr, value)
+    if len(targets) == 2:
+        write_config(run, targets[1])
+
+
 RUN = typer.Option(..., "--run", help="run folder (full training state; keep it out of git)")
 PRESET = typer.Option("default", "--preset", help=f"recipe for a new run: {', '.join(PRESETS)}")
 MAX_SECONDS = typer.Option(None, "--max-seconds", help="stop (with a checkpoint) after this long")
@@ -62,22 +90,26 @@ def transformer(run: Path = RUN, preset_name: str = PRESET, max_seconds: float =
                 max_steps: int = MAX_STEPS, steps: int = STEPS, batch: int = BATCH, device: str = DEVICE,
                 threads: int = THREADS,
                 optimizer: str = typer.Option(None, "--optimizer", help="adamw or muon (overrides the recipe; "
-                                              "switching a run starts the new optimiser's moments afresh)")) -> None:
-    """Train (or resume) the transformer and text encoders (rectified flow) on the run's autoencoder."""
+                                              "switching a run starts the new optimiser's moments afresh)"),
+                categories: str = typer.Option(None, "--categories", help="what the examples are drawn from, "
+                                               "uniformly: comma-separated categories or edit families, a name "
+                                               "repeated to draw it more often (overrides the recipe)"),
+                ) -> None:  # fmt: skip
+    """Train (or resume) the transformer and text encoders (rectified flow) on the run's autoencoder.
+
+    --optimizer and --categories last: a later resume without them keeps them (to branch a run, copy its folder)."""
     from .loop import stop_on_signals, train_flow
     from .optimizer import OPTIMIZERS
 
     cfg = _config(run, preset_name, steps, batch, "flow", threads)
+    switches = {}
     if optimizer is not None:
         if optimizer not in OPTIMIZERS:
             raise typer.BadParameter(f"choose from {', '.join(OPTIMIZERS)}", param_hint="--optimizer")
-        cfg.flow.optimizer = optimizer
-        if (run / "config.json").exists():  # a switch lasts: later resumes without the flag keep it
-            from .checkpoint import read_config, write_config
-
-            saved = read_config(run)
-            saved.flow.optimizer = optimizer
-            write_config(run, saved)
+        switches["flow.optimizer"] = optimizer
+    if categories is not None:
+        switches["categories"] = _mixture(categories)
+    _switch(run, cfg, switches)
     with stop_on_signals():
         records = train_flow(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device)
     typer.echo(json.dumps(records[-1]) if records else NO_STEP.format("stage"))
