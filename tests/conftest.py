@@ -17,6 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# Typer prints a CLI's errors in a box wrapped at the terminal's width, and tests read the messages out of it: one
+# width for every run, whatever terminal (or exported COLUMNS) pytest is started from.
+os.environ["COLUMNS"] = "120"
+
 KEY_A = "test-key-alice"
 KEY_B = "test-key-bob"
 

@@ -249,3 +249,14 @@ def test_an_engine_is_an_editor_at_the_benchmarks_size():
     editor = engine_editor(load_engine("tiny", device="cpu"))
     image = Image.new("RGB", (64, 64), (200, 40, 40))
     assert editor((image,), "make it blue", seed=0, steps=2, guidance=3.0, width=80, height=48).size == (80, 48)
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_cli_refuses_a_category_the_benchmark_has_not_before_building_an_editor(command, tmp_path):
+    built = []
+    result = CliRunner().invoke(make_app(lambda name, **settings: built.append(name) or copy_input),
+                                [command, "--model", "m", "--n", "1", "--categories", "local,recolor_object",
+                                 "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 2 and not built and not list(tmp_path.iterdir())
+    message = " ".join(result.output.replace("│", " ").split())  # the error box's borders, wherever it wraps
+    assert "unknown recolor_object; the benchmark's categories are local, global" in message

@@ -14,6 +14,7 @@ import typer
 
 from openkontext.engine.model_info import MAX_GLYPH_GUIDANCE
 from openkontext.sizes import parse_size
+from openkontext.toyworld import CATEGORIES
 from openkontext.toyworld.cli import parse_categories
 
 from .editors import copy_input, unrelated_scene, wrong_edit
@@ -56,6 +57,16 @@ def main(editor, name: str, n: int = 10, categories=None, out_dir: str | Path = 
     return result
 
 
+def bench_categories(value: str | None) -> list[str] | None:
+    """--categories of the benchmark: its cases and seeds are per category (not per edit family)."""
+    cats = parse_categories(value)
+    unknown = [c for c in cats or () if c not in CATEGORIES]
+    if unknown:
+        raise typer.BadParameter(f"unknown {', '.join(unknown)}; the benchmark's categories are {', '.join(CATEGORIES)}"
+                                 " ('bench families' splits results by edit family)", param_hint="--categories")
+    return cats
+
+
 def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typer.Typer:
     """A Typer app whose ``--model`` is turned into an editor by ``editor_factory``."""
     app = typer.Typer(help="Quality benchmark on held-out toy-world edits.", no_args_is_help=True)
@@ -73,8 +84,9 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
             glyph_guidance: float = typer.Option(None, min=0.0, max=MAX_GLYPH_GUIDANCE, help=GLYPH_GUIDANCE_HELP),
             ) -> None:  # fmt: skip
         """Score an editor and the copy-input / ground-truth references; write results.json and report.html."""
+        cats = bench_categories(categories)
         editor = _editor(editor_factory, model, preserve=preserve, glyph_guidance=glyph_guidance)
-        main(editor, model, n, parse_categories(categories), out,
+        main(editor, model, n, cats, out,
              parse_size(size, square=True), steps, guidance, seed_start)  # fmt: skip
 
     @app.command()
@@ -99,6 +111,7 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
         if param not in SWEEP_PARAMS:
             raise typer.BadParameter(f"one of {', '.join(SWEEP_PARAMS)}", param_hint="--param")
         points = _sweep_values(param, values)
+        cats = bench_categories(categories)
         settings = dict(preserve=preserve, glyph_guidance=glyph_guidance)
         if param in ENGINE_SETTINGS:
             def editor_at(value):
@@ -108,7 +121,7 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
 
             def editor_at(_value):
                 return editor
-        result = run_sweep(editor_at, param, points, n, parse_categories(categories), parse_size(size, square=True),
+        result = run_sweep(editor_at, param, points, n, cats, parse_size(size, square=True),
                            out, seed_start, steps=steps, guidance=guidance)  # fmt: skip
         table = Table(title=f"success rate vs {param}")
         cats = [k for k in result["rows"][0] if k != param]
