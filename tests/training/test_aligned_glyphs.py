@@ -90,8 +90,11 @@ def test_the_aligned_preset_trains_text_three_times_as_often():
 
     from openkontext.engine.model_info import read_card
 
-    folder = Path(__file__).resolve().parents[2] / cfg.flow.init_from
-    assert read_card(folder)["glyph_context"] == "aligned"
+    for name in ("default-aligned", "default-families"):
+        folder = Path(__file__).resolve().parents[2] / PRESETS[name].flow.init_from
+        assert read_card(folder)["glyph_context"] == "aligned", name
+    families = PRESETS["default-families"].categories
+    assert families.count("recolor_object") == families.count("remove_text") == 1 and "local" not in families
 
 
 def test_an_aligned_run_exports_a_model_the_engine_serves_with_its_canvas(tmp_path):
