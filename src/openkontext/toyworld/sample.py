@@ -111,6 +111,16 @@ def _meta(edit: Edit, category: str, size: tuple[int, int], seed: int, split: st
             "before": edit.before.to_meta() if edit.before else None, "after": edit.after.to_meta()}
 
 
+def check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    """``kinds`` as a tuple, each a category or an edit family; otherwise ValueError naming what is known."""
+    kinds = tuple(kinds)
+    unknown = [kind for kind in kinds if kind not in FAMILIES and kind not in FAMILY_NAMES]
+    if unknown or not kinds:
+        raise ValueError(f"unknown category or edit family {', '.join(map(repr, unknown)) or '(none given)'}; the "
+                         f"categories are {', '.join(CATEGORIES)}; the families {', '.join(FAMILY_NAMES)}")
+    return kinds
+
+
 def generate(seed: int, *, split: str = "train", size: int | tuple[int, int] = 256,
              categories: Iterable[str] | None = None) -> Sample:
     """The sample for ``seed``: a pure function of the arguments (same arguments -> identical bytes).
@@ -119,11 +129,7 @@ def generate(seed: int, *, split: str = "train", size: int | tuple[int, int] = 2
     then gives only that family's edits (on studio pictures as often as its category would)."""
     check_split(split)
     size = normalize_size(size)
-    kinds = tuple(categories) if categories else CATEGORIES
-    for kind in kinds:
-        if kind not in FAMILIES and kind not in FAMILY_NAMES:
-            raise ValueError(f"unknown category or edit family {kind!r}; the categories are {', '.join(CATEGORIES)}, "
-                             f"the families {', '.join(FAMILY_NAMES)}")
+    kinds = check_kinds(categories) if categories else CATEGORIES
     rng = rng_for(seed, split)
     kind = rng.choice(kinds)
     category = kind if kind in FAMILIES else category_of(kind)

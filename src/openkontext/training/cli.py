@@ -36,16 +36,12 @@ def _config(run: Path, name: str, steps: int | None, batch: int | None, stage: s
 
 def _mixture(value: str) -> tuple[str, ...]:
     """--categories: names of categories or edit families, each checked."""
-    from openkontext.toyworld import CATEGORIES
-    from openkontext.toyworld.sample import FAMILY_NAMES
+    from openkontext.toyworld.sample import check_kinds
 
-    names = tuple(name.strip() for name in value.split(",") if name.strip())
-    unknown = [name for name in names if name not in CATEGORIES and name not in FAMILY_NAMES]
-    if not names or unknown:
-        raise typer.BadParameter(f"unknown {', '.join(unknown) or 'empty list'}; the categories are "
-                                 f"{', '.join(CATEGORIES)}; the families {', '.join(FAMILY_NAMES)}",
-                                 param_hint="--categories")  # fmt: skip
-    return names
+    try:
+        return check_kinds(name.strip() for name in value.split(",") if name.strip())
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--categories") from None
 
 
 def _switch(run: Path, cfg, switches: dict) -> None:
