@@ -266,9 +266,10 @@ PRESETS["text-aligned"] = dataclasses.replace(PRESETS["default-aligned"], name="
 # 1/9; text falls from 3/9 to 3/23): a recolour-only run learned to read colour words in 4,000 steps where the
 # category mixture had not in 24,000 (docs/training.md, "Examples per family"). It starts from its first candidate.
 FAMILY_MIX = tuple(family for families in FAMILIES.values() for family in families)
+_ALIGNED = PRESETS["default-aligned"]
 PRESETS["default-families"] = dataclasses.replace(
-    _variant("default-words", "default-aligned", init_from="candidates/openkontext-toy-a7"), name="default-families",
-    categories=FAMILY_MIX)
+    _ALIGNED, name="default-families", categories=FAMILY_MIX,
+    flow=dataclasses.replace(_ALIGNED.flow, init_from="candidates/openkontext-toy-a7"))
 
 
 def preset(name: str, **overrides) -> TrainConfig:
