@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from openkontext.engine.model_info import MAX_GLYPH_GUIDANCE
 from openkontext.training.checkpoint import export
 from openkontext.training.config import preset
 from openkontext.training.loop import train_flow
@@ -71,9 +72,9 @@ def test_glyph_guidance_appears_on_a_model_with_an_aligned_canvas(start_server, 
     assert page.get_attribute("#preserve", "placeholder") == "default 0.15"
 
     ui.upload(EXAMPLES / "sign.png")
-    page.fill("#glyph-guidance", "31")
+    page.fill("#glyph-guidance", f"{MAX_GLYPH_GUIDANCE + 1:g}")  # the page's range is the server's
     ui.submit("Change 'KELLAR' to 'SUMITH'")
-    ui.message("Glyph guidance must be a number from 0 to 30.")
+    ui.message(f"Glyph guidance must be a number from 0 to {MAX_GLYPH_GUIDANCE:g}.")
     assert not submits
 
     page.fill("#glyph-guidance", "2.5")

@@ -11,10 +11,11 @@ const POLL_MS = 400;
 const POLL_RETRIES = 5; // consecutive failed polls (network, 5xx) before giving up, with backoff
 const MAX_SAFE_SEED = Number.MAX_SAFE_INTEGER;
 const DEFAULTS = { steps: "50", guidance: "3", safety: "2", format: "png", aspect: "", lora: "" };
-// OpenKontext's request extensions: a number field each, left out of the request when empty (the server's default)
+// OpenKontext's request extensions: a number field each, left out of the request when empty (the server's default);
+// each field's range is its input's min and max in index.html
 const REQUEST_EXTENSIONS = [
-  { id: "preserve", field: "preserve", label: "Keep unchanged pixels", min: 0, max: 1 },
-  { id: "glyph-guidance", field: "glyph_guidance", label: "Glyph guidance", min: 0, max: 30 },
+  { id: "preserve", field: "preserve", label: "Keep unchanged pixels" },
+  { id: "glyph-guidance", field: "glyph_guidance", label: "Glyph guidance" },
 ];
 const EXTENSIONS = { png: "png", jpeg: "jpg", webp: "webp" };
 
@@ -328,10 +329,11 @@ function readBody() {
     if (scale === null || !(Math.abs(scale) <= 4)) throw new Error("The LoRA scale must be a number from -4 to 4.");
     body.loras = [{ name: $("lora").value, scale }];
   }
-  for (const { id, field, label, min, max } of REQUEST_EXTENSIONS) {
+  for (const { id, field, label } of REQUEST_EXTENSIONS) {
     if ($(id).closest(".param").hidden) continue; // a field the server's model ignores
     const value = number(id);
     if (value === null) continue;
+    const [min, max] = [Number($(id).min), Number($(id).max)];
     if (!(value >= min && value <= max)) throw new Error(`${label} must be a number from ${min} to ${max}.`);
     body[field] = value;
   }
