@@ -95,6 +95,9 @@ def test_the_aligned_preset_trains_text_three_times_as_often():
         assert read_card(folder)["glyph_context"] == "aligned", name
     families = PRESETS["default-families"].categories
     assert families.count("recolor_object") == families.count("remove_text") == 1 and "local" not in families
+    weighted = PRESETS["families-weighted"].categories
+    assert (weighted.count("recolor_object"), weighted.count("move_object"), weighted.count("remove_text")) == (4, 2, 1)
+    assert set(weighted) == set(families) and len(weighted) == 63  # the mixture candidate a8 was trained on
 
 
 def test_an_aligned_run_exports_a_model_the_engine_serves_with_its_canvas(tmp_path):
