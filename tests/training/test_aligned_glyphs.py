@@ -85,14 +85,22 @@ def test_the_aligned_preset_trains_text_three_times_as_often():
     cfg = PRESETS["default-aligned"]
     assert cfg.architecture.glyph_context == "aligned"
     assert cfg.categories.count("text") == 3 and cfg.categories.count("local") == 1
-    # it warm-starts from the aligned line's committed candidate, which the engine serves with its canvas
+    _assert_warm_starts_from_an_aligned_candidate("default-aligned")
+
+
+def _assert_warm_starts_from_an_aligned_candidate(name: str) -> None:
+    """The preset starts from a committed candidate of the aligned line, which the engine serves with its canvas."""
     from pathlib import Path
 
     from openkontext.engine.model_info import read_card
 
-    for name in ("default-aligned", "default-families"):
-        folder = Path(__file__).resolve().parents[2] / PRESETS[name].flow.init_from
-        assert read_card(folder)["glyph_context"] == "aligned", name
+    folder = Path(__file__).resolve().parents[2] / PRESETS[name].flow.init_from
+    assert read_card(folder)["glyph_context"] == "aligned", name
+
+
+def test_the_family_presets_draw_single_edit_families_the_failing_ones_more_often():
+    for name in ("default-families", "families-weighted"):
+        _assert_warm_starts_from_an_aligned_candidate(name)
     families = PRESETS["default-families"].categories
     assert families.count("recolor_object") == families.count("remove_text") == 1 and "local" not in families
     weighted = PRESETS["families-weighted"].categories
