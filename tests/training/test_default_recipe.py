@@ -409,6 +409,51 @@ def test_a_deeper_transformer_warm_starts_as_the_trained_one_and_still_learns(tm
     assert torch.count_nonzero(grad) > 0
 
 
+def test_a_wider_transformer_warm_starts_as_the_trained_one_and_its_twins_grow_apart(tmp_path):
+    source = build_pipeline("tiny-glyph", seed=1)
+    source.save_pretrained(tmp_path / "model")
+    narrow = CONFIGS["tiny-glyph"]  # 2 heads of 16: width 32
+    wide_config = dataclasses.replace(narrow, transformer={**narrow.transformer, "num_attention_heads": 4,
+                                                           "num_layers": 2})  # twice as wide and as deep at once
+    wide = build_pipeline(wide_config, seed=2).transformer
+    assert warm_start({"transformer": wide}, tmp_path / "model") == []
+    state, trained = wide.state_dict(), source.transformer.state_dict()
+    # heads 2 and 3 are twins of heads 0 and 1: each reads the repeated stream through columns that add up to the
+    # trained weight; the split carries noise, so the twins can grow apart
+    q = state["single_transformer_blocks.0.attn.to_q.weight"]
+    trained_q = trained["single_transformer_blocks.0.attn.to_q.weight"]
+    assert q.shape == (64, 64)
+    for head_rows in (q[:32], q[32:]):
+        assert torch.allclose(head_rows[:, :32] + head_rows[:, 32:], trained_q, atol=1e-6)
+    assert not torch.allclose(q[:32, :32], q[:32, 32:])
+    # the image embedder reads latents, not the stream: its rows are repeated and nothing is split
+    assert torch.equal(state["x_embedder.weight"][:32], state["x_embedder.weight"][32:])
+
+    generator = torch.Generator().manual_seed(0)
+    inputs = dict(hidden_states=torch.randn(2, 16, 16, generator=generator),
+                  encoder_hidden_states=torch.randn(2, 5, 32, generator=generator),
+                  pooled_projections=torch.randn(2, 32, generator=generator), timestep=torch.tensor([0.6, 0.2]),
+                  img_ids=torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(4.0), torch.arange(4.0),
+                                                     indexing="ij"), -1).reshape(16, 3),
+                  txt_ids=torch.zeros(5, 3), guidance=torch.tensor([3.0, 1.0]), return_dict=False)  # fmt: skip
+    with torch.no_grad():
+        expected = source.transformer(**inputs)[0]
+        assert torch.allclose(wide(**inputs)[0], expected, atol=1e-5)
+    wide.requires_grad_(True)
+    wide(**inputs)[0].square().mean().backward()
+    grad = wide.single_transformer_blocks[0].attn.to_q.weight.grad
+    assert not torch.allclose(grad[:32], grad[32:])  # a head and its twin learn different things
+
+
+def test_widening_refuses_a_width_that_is_not_a_multiple(tmp_path):
+    build_pipeline("tiny-glyph", seed=1).save_pretrained(tmp_path / "model")
+    narrow = CONFIGS["tiny-glyph"]
+    odd = build_pipeline(dataclasses.replace(narrow, transformer={**narrow.transformer, "num_attention_heads": 3}),
+                         seed=2)
+    with pytest.raises(ValueError, match="cannot widen 2 heads of 16 to 3 heads of 16"):
+        warm_start({"transformer": odd.transformer}, tmp_path / "model")
+
+
 def test_deepening_refuses_a_depth_that_is_not_a_multiple(tmp_path):
     build_pipeline("tiny-glyph", seed=1).save_pretrained(tmp_path / "model")
     shallow = CONFIGS["tiny-glyph"]

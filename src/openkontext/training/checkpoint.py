@@ -98,11 +98,12 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 def warm_start(modules: dict, folder: Path) -> list[str]:
     """Copy every tensor of a model folder whose name and shape match into ``modules`` (name -> module); returns
     the names of the tensors that did not fit (new shapes start from their initialisation). A transformer with
-    a whole multiple of the folder's blocks starts as the folder's, each block followed by gated-off copies
-    (growth.py); any other depth is a ValueError."""
+    a whole multiple of the folder's blocks starts as the folder's, each block followed by gated-off copies; one
+    with a whole multiple of its heads starts as the folder's with every channel repeated (growth.py); any other
+    depth or width is a ValueError."""
     from safetensors.torch import load_file
 
-    from .growth import COUNT_FIELD, deepen
+    from .growth import COUNT_FIELD, deepen, widen
 
     skipped = []
     for name, module in modules.items():
@@ -111,6 +112,8 @@ def warm_start(modules: dict, folder: Path) -> list[str]:
         config_file = Path(folder) / name / "config.json"
         if name == "transformer" and config_file.exists():
             have = json.loads(config_file.read_text())
+            if have["num_attention_heads"] != module.config["num_attention_heads"]:
+                source = widen(source, have, module.config)
             if any(have[field] != module.config[field] for field in COUNT_FIELD.values()):
                 source = deepen(source, have, module.config)
         own = module.state_dict()

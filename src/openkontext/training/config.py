@@ -76,10 +76,16 @@ DEFAULT_ROWS_MODEL = dataclasses.replace(DEFAULT_WORDS_MODEL, glyph_context="row
 # docs/training.md, "An aligned glyph is read").
 DEFAULT_ALIGNED_MODEL = dataclasses.replace(DEFAULT_WORDS_MODEL, glyph_context="aligned")
 
+# The aligned architecture twice as wide (6 heads of 64: 384 wide, ~21 M transformer parameters, 41 MB in fp16): is
+# the flat benchmark curve of the 5 M model a capacity limit? Warm-started from a 3-head model, it starts computing
+# exactly what that one does (growth.py). On a CPU with AMX-BF16 a training step costs ~2.2x the 5 M model's.
+DEFAULT_WIDE_MODEL = dataclasses.replace(
+    DEFAULT_ALIGNED_MODEL, transformer={**DEFAULT_ALIGNED_MODEL.transformer, "num_attention_heads": 6})
+
 MODELS: dict[str, KontextConfig] = {
     "default": DEFAULT_MODEL, "default-residual": DEFAULT_RESIDUAL_MODEL, "default-words": DEFAULT_WORDS_MODEL,
     "default-deep": DEFAULT_DEEP_MODEL, "default-rows": DEFAULT_ROWS_MODEL, "default-aligned": DEFAULT_ALIGNED_MODEL,
-    "toy-v1": TOY_V1_MODEL, **CONFIGS,
+    "default-wide": DEFAULT_WIDE_MODEL, "toy-v1": TOY_V1_MODEL, **CONFIGS,
     "tiny-residual": dataclasses.replace(CONFIGS["tiny-glyph"], prediction="context_residual"),  # for the tests
     "tiny-words": dataclasses.replace(CONFIGS["tiny-glyph"], prediction="context_residual", text_vocab=prompt_words()),
     "tiny-aligned": dataclasses.replace(CONFIGS["tiny-glyph"], glyph_context="aligned"),
@@ -282,6 +288,11 @@ FAMILY_WEIGHTS = {
 PRESETS["families-weighted"] = dataclasses.replace(
     PRESETS["default-families"], name="families-weighted",
     categories=tuple(name for name in FAMILY_MIX for _ in range(FAMILY_WEIGHTS.get(name, 1))))
+
+# The weighted families on the twice-as-wide transformer, grown from the weighted run's latest candidate.
+PRESETS["families-wide"] = dataclasses.replace(
+    PRESETS["families-weighted"], name="families-wide", model="default-wide",
+    flow=dataclasses.replace(PRESETS["families-weighted"].flow, init_from="candidates/openkontext-toy-a9"))
 
 
 def preset(name: str, **overrides) -> TrainConfig:
