@@ -285,6 +285,8 @@ FAMILY_WEIGHTS = {
                      "change_weather"), 4),
     **dict.fromkeys(("change_scene", "move_object", "style_pixel", "style_watercolor"), 2),
 }
+if unknown := set(FAMILY_WEIGHTS) - set(FAMILY_MIX):  # a misspelt family would silently keep weight 1
+    raise ValueError(f"FAMILY_WEIGHTS names no edit family: {sorted(unknown)}")
 PRESETS["families-weighted"] = dataclasses.replace(
     PRESETS["default-families"], name="families-weighted",
     categories=tuple(name for name in FAMILY_MIX for _ in range(FAMILY_WEIGHTS.get(name, 1))))
