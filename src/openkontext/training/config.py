@@ -291,10 +291,13 @@ PRESETS["families-weighted"] = dataclasses.replace(
     PRESETS["default-families"], name="families-weighted",
     categories=tuple(name for name in FAMILY_MIX for _ in range(FAMILY_WEIGHTS.get(name, 1))))
 
-# The weighted families on the twice-as-wide transformer, grown from the weighted run's latest candidate.
+# The weighted families on the twice-as-wide transformer, grown from the weighted run's latest candidate, with Muon
+# (as that run) at half its rate: Muon's step matches AdamW's per-element size, so twice the fan-in is twice the change
+# of a layer's output. Per example it learned no faster than the 5 M model (docs/training.md, "Twice as wide").
 PRESETS["families-wide"] = dataclasses.replace(
     PRESETS["families-weighted"], name="families-wide", model="default-wide",
-    flow=dataclasses.replace(PRESETS["families-weighted"].flow, init_from="candidates/openkontext-toy-a9"))
+    flow=dataclasses.replace(PRESETS["families-weighted"].flow, init_from="candidates/openkontext-toy-a9",
+                             lr=2.5e-4, optimizer="muon"))
 
 
 def preset(name: str, **overrides) -> TrainConfig:
