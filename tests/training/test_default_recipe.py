@@ -376,6 +376,19 @@ def test_prompt_augmentation_drops_and_inserts_words_but_never_touches_quotes():
     assert all("'KELLAR SIGN'" in s and "\u2018SUMITH\u2019" in s for s in some)
 
 
+def tiny_transformer_inputs(timesteps: list[float], guidances: list[float]) -> dict:
+    """The keyword arguments of one call of a tiny-glyph transformer: a 4x4 latent, 5 text tokens, one example per
+    timestep (fixed random values)."""
+    generator = torch.Generator().manual_seed(0)
+    batch = len(timesteps)
+    return dict(hidden_states=torch.randn(batch, 16, 16, generator=generator),
+                encoder_hidden_states=torch.randn(batch, 5, 32, generator=generator),
+                pooled_projections=torch.randn(batch, 32, generator=generator), timestep=torch.tensor(timesteps),
+                img_ids=torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(4.0), torch.arange(4.0),
+                                                   indexing="ij"), -1).reshape(16, 3),
+                txt_ids=torch.zeros(5, 3), guidance=torch.tensor(guidances), return_dict=False)  # fmt: skip
+
+
 def test_a_deeper_transformer_warm_starts_as_the_trained_one_and_still_learns(tmp_path):
     source = build_pipeline("tiny-glyph", seed=1)
     source.save_pretrained(tmp_path / "model")
@@ -393,13 +406,7 @@ def test_a_deeper_transformer_warm_starts_as_the_trained_one_and_still_learns(tm
     assert torch.equal(state["transformer_blocks.1.attn.to_q.weight"],
                        source.transformer.state_dict()["transformer_blocks.0.attn.to_q.weight"])
 
-    generator = torch.Generator().manual_seed(0)
-    inputs = dict(hidden_states=torch.randn(1, 16, 16, generator=generator),
-                  encoder_hidden_states=torch.randn(1, 5, 32, generator=generator),
-                  pooled_projections=torch.randn(1, 32, generator=generator), timestep=torch.tensor([0.6]),
-                  img_ids=torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(4.0), torch.arange(4.0),
-                                                     indexing="ij"), -1).reshape(16, 3),
-                  txt_ids=torch.zeros(5, 3), guidance=torch.tensor([3.0]), return_dict=False)  # fmt: skip
+    inputs = tiny_transformer_inputs(timesteps=[0.6], guidances=[3.0])
     with torch.no_grad():
         assert torch.allclose(target.transformer(**inputs)[0], source.transformer(**inputs)[0], atol=1e-6)
     # a closed gate still gets a gradient: training can open it
@@ -429,13 +436,7 @@ def test_a_wider_transformer_warm_starts_as_the_trained_one_and_its_twins_grow_a
     # the image embedder reads latents, not the stream: its rows are repeated and nothing is split
     assert torch.equal(state["x_embedder.weight"][:32], state["x_embedder.weight"][32:])
 
-    generator = torch.Generator().manual_seed(0)
-    inputs = dict(hidden_states=torch.randn(2, 16, 16, generator=generator),
-                  encoder_hidden_states=torch.randn(2, 5, 32, generator=generator),
-                  pooled_projections=torch.randn(2, 32, generator=generator), timestep=torch.tensor([0.6, 0.2]),
-                  img_ids=torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(4.0), torch.arange(4.0),
-                                                     indexing="ij"), -1).reshape(16, 3),
-                  txt_ids=torch.zeros(5, 3), guidance=torch.tensor([3.0, 1.0]), return_dict=False)  # fmt: skip
+    inputs = tiny_transformer_inputs(timesteps=[0.6, 0.2], guidances=[3.0, 1.0])
     with torch.no_grad():
         expected = source.transformer(**inputs)[0]
         assert torch.allclose(wide(**inputs)[0], expected, atol=1e-5)

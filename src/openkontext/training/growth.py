@@ -91,11 +91,11 @@ def widen(state: dict[str, torch.Tensor], source: dict, target: dict, *, noise: 
     generator = torch.Generator().manual_seed(seed)
     out = {}
     for key, value in state.items():
-        tensor = value.float()
+        tensor = trained = value.float()
         if not OUTSIDE_ROWS.search(key):
             tensor = _repeat_chunks(tensor, 0, width, k)
         if tensor.dim() == 2 and not OUTSIDE_COLUMNS.search(key):
-            tensor = _split_columns(tensor, width, k, noise * value.float().std().item(), generator)
+            tensor = _split_columns(tensor, width, k, noise * trained.std().item(), generator)
         out[key] = tensor.to(value.dtype)
     return out
 
