@@ -154,6 +154,11 @@ class FlowRecipe:
     # "adamw", or "muon": torch.optim.Muon for the transformer blocks' weight matrices, AdamW for the rest
     # (training/optimizer.py); a run that switches starts the new optimiser's moments afresh
     optimizer: str = "adamw"
+    # An auxiliary loss that teaches where an edit goes: a training-only head on block change_map_block's image
+    # tokens (double blocks first, then single) predicts each token's changed share (training/change_map.py); the
+    # total loss adds change_map_weight times its cross-entropy. 0: off.
+    change_map_weight: float = 0.0
+    change_map_block: int = 1
 
 
 @dataclass

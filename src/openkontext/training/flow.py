@@ -34,6 +34,7 @@ from openkontext.engine.conditioning import GLYPH_INDEX, batch_text_length, glyp
 from openkontext.engine.prediction import MIN_SIGMA
 from openkontext.engine.preserve import mask_box
 
+from .change_map import ChangeMapHead, change_map_loss
 from .config import FlowRecipe
 from .data import augment_prompt, to_tensor
 from .glyphs import training_glyph
@@ -176,12 +177,18 @@ def encode_text(pipeline, prompts: list[str], text_length: TextLength, device):
                                   max_sequence_length=text_length(prompts))  # fmt: skip
 
 
+def token_shares(masks: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, H, W) change masks -> (B, tokens): the changed share of each token's patch, in ``pack``'s (row-major)
+    order."""
+    return F.avg_pool2d(masks.float().unsqueeze(1), patch).flatten(1)
+
+
 def token_weights(masks: torch.Tensor, patch: int, edit_weight: float, per_sample: bool = False) -> torch.Tensor:
     """(B, H, W) change masks -> (B, tokens) loss weights, in the packing order of ``pack`` (row-major).
 
     Plain: 1 + edit_weight * (changed share of the token's patch). Per sample: 1 + edit_weight * N * share / sum
     of the sample's shares, so the changed tokens of every sample carry edit_weight times its uniform weight."""
-    share = F.avg_pool2d(masks.float().unsqueeze(1), patch).flatten(1)
+    share = token_shares(masks, patch)
     if not per_sample:
         return 1.0 + edit_weight * share
     total = share.sum(1, keepdim=True)
@@ -202,7 +209,10 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
 
 
 def flow_loss(pipeline, batch: EncodedBatch, recipe: FlowRecipe, text_length: TextLength,
-              generator: torch.Generator, device) -> tuple[torch.Tensor, dict]:  # fmt: skip
+              generator: torch.Generator, device, change_head: ChangeMapHead | None = None,
+              ) -> tuple[torch.Tensor, dict]:  # fmt: skip
+    """The rectified-flow loss of one batch, plus ``recipe.change_map_weight`` times the change-map loss when a
+    ``change_head`` is attached (change_map.py); ``parts["loss"]`` is the flow loss alone, comparable across runs."""
     p = prepare(pipeline, batch, recipe, generator, device)
     prompt_embeds, pooled, text_ids = encode_text(pipeline, p["prompts"], text_length, device)
     s = p["sigma"].view(-1, 1, 1)
@@ -218,7 +228,17 @@ def flow_loss(pipeline, batch: EncodedBatch, recipe: FlowRecipe, text_length: Te
         scale = (p["sigma"] / recipe.sigma_floor).clamp(max=1).view(-1, 1, 1)
         pred, target = pred * scale, target * scale
     loss = weighted_mse(pred, target, weights, recipe.edit_weight_per_sample)
-    return loss, {"loss": loss.item(), "sigma": p["sigma"].mean().item(), "text_tokens": text_ids.shape[0]}
+    parts = {"loss": loss.item(), "sigma": p["sigma"].mean().item(), "text_tokens": text_ids.shape[0]}
+    if change_head is not None and batch.context is not None:  # text-to-image changes everything, everywhere
+        if batch.context.shape != batch.target.shape:
+            raise ValueError("the change-map loss needs the context image on the target's grid")
+        patch = 2 * pipeline.vae_scale_factor
+        asked = torch.tensor([bool(prompt) for prompt in p["prompts"]])  # a dropped prompt asks for no change
+        change = change_map_loss(change_head, token_shares(batch.masks, patch),
+                                 token_weights(batch.masks, patch, 1.0, per_sample=True), asked)  # fmt: skip
+        parts["change_map"] = change.item()
+        loss = loss + recipe.change_map_weight * change
+    return loss, parts
 
 
 def guidance_distill_loss(student, teacher, batch: EncodedBatch, recipe: FlowRecipe, text_length: TextLength,

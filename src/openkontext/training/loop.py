@@ -21,6 +21,7 @@ from openkontext.engine.acceleration.devices import cpu_has_native_bf16
 from openkontext.engine.configs import build_pipeline
 from openkontext.engine.model_info import read_card
 
+from .change_map import ChangeMapHead
 from .checkpoint import load_autoencoder, load_state, log_line, save_state, warm_start, write_config, zero_output
 from .config import TrainConfig
 from .data import edit_batch, glyph_rng, vae_batch
@@ -252,11 +253,22 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
         if ema is not None:
             ema = _ema_copy(modules)
 
+    head, head_optimizer = None, None
+    if recipe.change_map_weight and phase == "base":
+        head = ChangeMapHead(pipeline.transformer.inner_dim, seed=cfg.seed).to(dev)
+        head.attach(pipeline.transformer, recipe.change_map_block)
+        head_optimizer = torch.optim.AdamW(head.parameters(), lr=recipe.lr, weight_decay=0.0)
+        if state is not None and state.get("change_map") is not None:
+            head.load_state_dict(state["change_map"]["model"])
+            head_optimizer.load_state_dict(state["change_map"]["optimizer"])
+
     def save():
         save_state(state_file, {"models": {n: m.state_dict() for n, m in modules.items()},
                                 "ema": None if ema is None else _on(ema, "cpu"),
                                 "optimizer": optimizer.state_dict(), "optimizer_kind": recipe.optimizer,
-                                "step": step, "phase": phase})  # fmt: skip
+                                "step": step, "phase": phase,
+                                "change_map": None if head is None else {
+                                    "model": head.state_dict(), "optimizer": head_optimizer.state_dict()}})  # fmt: skip
 
     text_length = text_length_for(cfg.architecture, pipeline.tokenizer_2)
     glyphs = cfg.architecture.glyph_context
@@ -278,13 +290,16 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
         _set_lr(optimizer, step, recipe, [getattr(recipe, rate) for rate in rates])
         with _autocast(amp, dev):
             if teacher is None:
-                loss, parts = flow_loss(pipeline, batch, recipe, text_length, generator, dev)
+                loss, parts = flow_loss(pipeline, batch, recipe, text_length, generator, dev, head)
             else:
                 loss, parts = guidance_distill_loss(pipeline, teacher, batch, recipe, text_length, generator, dev)
         loss.backward()
         parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if head is not None:
+            head_optimizer.step()
+            head_optimizer.zero_grad(set_to_none=True)
         step += 1
         done += 1
         if ema is not None:
