@@ -159,6 +159,10 @@ class FlowRecipe:
     # total loss adds change_map_weight times its cross-entropy. 0: off.
     change_map_weight: float = 0.0
     change_map_block: int = 1
+    # Close the pooled text path: the weight that projects CLIP's pooled vector into the blocks' modulation (shared
+    # by every token alike) is zeroed and frozen, so the prompt reaches the image only through attention to T5's
+    # tokens, which can act on one object. The stock pipeline still computes the pooled vector; it no longer acts.
+    close_pooled_text: bool = False
 
 
 @dataclass

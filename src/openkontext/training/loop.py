@@ -195,6 +195,21 @@ def _on(tree: dict, device) -> dict:
     return {n: {k: v.to(device) for k, v in part.items()} for n, part in tree.items()}
 
 
+POOLED_TEXT_WEIGHT = "time_text_embed.text_embedder.linear_2.weight"
+
+
+def close_pooled_text(transformer, ema: dict | None) -> None:
+    """Zero and freeze the projection of CLIP's pooled vector into the modulation (its EMA copy too): the blocks then
+    read the prompt only through attention (``FlowRecipe.close_pooled_text``). Idempotent, so a resumed run
+    re-applies it."""
+    weight = transformer.get_parameter(POOLED_TEXT_WEIGHT)
+    with torch.no_grad():
+        weight.zero_()
+    weight.requires_grad_(False)
+    if ema is not None:
+        ema["transformer"][POOLED_TEXT_WEIGHT].zero_()
+
+
 def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None, max_seconds: float | None = None,
                device: str = "auto", phase: str = "base", decay_last_s: float | None = None) -> list[dict]:  # fmt: skip
     """Train (or resume) the transformer and the text encoders on the frozen autoencoder of the run.
@@ -253,6 +268,8 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
         if ema is not None:
             ema = _ema_copy(modules)
 
+    if recipe.close_pooled_text:
+        close_pooled_text(pipeline.transformer, ema)
     head, head_optimizer = None, None
     if recipe.change_map_weight and phase == "base":
         head = ChangeMapHead(pipeline.transformer.inner_dim, seed=cfg.seed).to(dev)
