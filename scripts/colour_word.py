@@ -2,11 +2,16 @@
 and with the asked colour swapped for two others. A model that reads the word paints the object in whatever colour
 is asked; a model that does not gives the same output three times.
 
-    python scripts/colour_word.py path/to/model [--cases 12] [--split train] [--steps 8]
+    python scripts/colour_word.py path/to/model [--cases 12] [--split train] [--steps 8] [--paths]
 
 Per case it prints the colour nearest to the output's mean inside the change mask for each asked colour; at the end
 the share of edits whose output is nearest the asked colour (chance: 1 in 10 object colours) and, as the ceiling,
 the same for the ground-truth targets. One thread; about 3 s per case at 8 steps.
+
+``--paths`` asks which of the two text encoders carries the word: each case is edited twice with T5's sequence of
+one prompt and CLIP's pooled vector (which modulates every token alike) of the same prompt with another colour, and
+the other way round; the output's colour inside the mask is counted as the sequence's, the pooled vector's or
+neither.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from openkontext.quiet import quiet_libraries
 quiet_libraries()  # before the imports below load diffusers and transformers (import-time warnings)
 
 from openkontext.engine.loading import load_engine
+from openkontext.engine.kontext import MultiReferenceKontextPipeline
 from openkontext.toyworld import generate
 from openkontext.toyworld.colors import OBJECT_COLORS, PALETTE
 
@@ -42,15 +48,60 @@ def recolour_cases(n: int, split: str):
         n -= 1
 
 
+def route_pooled() -> dict[str, str]:
+    """Make every Kontext pipeline in this process take CLIP's pooled vector of a prompt from another prompt (the
+    engine builds a pipeline per call, so the class is patched); returns the mapping to fill (prompt -> the prompt
+    whose pooled vector it gets). T5's sequence stays each prompt's own."""
+    encode, routes = MultiReferenceKontextPipeline.encode_prompt, {}
+
+    def routed(self, prompt, prompt_2=None, **kwargs):
+        sequence, pooled, ids = encode(self, prompt=prompt, prompt_2=prompt_2, **kwargs)
+        text = prompt if isinstance(prompt, str) or prompt is None else prompt[0]
+        if text in routes:
+            pooled = encode(self, prompt=routes[text], prompt_2=None, **kwargs)[1]
+        return sequence, pooled, ids
+
+    MultiReferenceKontextPipeline.encode_prompt = routed
+    return routes
+
+
+def text_paths(engine, cases: int, split: str, steps: int) -> dict[str, int]:
+    """How often the output's colour is the one T5's sequence asks, the one CLIP's pooled vector asks, or neither."""
+    routes = route_pooled()
+    counts = {"sequence": 0, "pooled": 0, "neither": 0}
+    for seed, sample in recolour_cases(cases, split):
+        new, mask = sample.meta["new_color"], np.asarray(sample.mask, bool)
+        others = [c for c in OBJECT_COLORS if c not in (new, sample.meta["old_color"])]
+        other = str(np.random.default_rng(seed).choice(others))
+        prompts = {new: sample.prompt, other: re.sub(rf"\b{new}\b", other, sample.prompt)}
+        row = []
+        for sequence, pooled in ((new, other), (other, new)):
+            routes.clear()
+            routes[prompts[sequence]] = prompts[pooled]
+            got = nearest_colour(engine.edit([sample.input_image], prompts[sequence], seed=0, steps=steps,
+                                             guidance=3.0), mask)  # fmt: skip
+            counts["sequence" if got == sequence else "pooled" if got == pooled else "neither"] += 1
+            row.append(f"sequence {sequence} + pooled {pooled} -> {got}")
+        print(f"{seed:5d} {sample.prompt!r}: {'; '.join(row)}", flush=True)
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
     parser.add_argument("--cases", type=int, default=12)
     parser.add_argument("--split", default="train", choices=("train", "heldout"))
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--paths", action="store_true", help="which text encoder carries the colour word")
     args = parser.parse_args()
 
     engine = load_engine(args.model, device="cpu")
+    if args.paths:
+        counts = text_paths(engine, args.cases, args.split, args.steps)
+        edits = sum(counts.values())
+        print(f"output nearest the colour of T5's sequence: {counts['sequence']}/{edits}, of CLIP's pooled vector: "
+              f"{counts['pooled']}/{edits}, neither: {counts['neither']}/{edits}")
+        return
     hits = ceiling = edits = 0
     for seed, sample in recolour_cases(args.cases, args.split):
         old, new = sample.meta["old_color"], sample.meta["new_color"]
