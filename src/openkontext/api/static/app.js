@@ -881,13 +881,15 @@ async function start() {
   renderHistory();
   renderOpenStep();
   loadKey();
-  showServerInfo();
+  const serverInfo = showServerInfo(); // never rejects: an unreachable server is reported by the first API call
   state.restored = restoreHistory().catch((error) => {
     setHistoryNote(`The kept history could not be read (${error?.message || error}).`, "warn");
   });
   await state.restored;
   renderHistory();
   if (!state.job) renderOpenStep();
+  // ready once the server's model notice, adapters and defaults are shown too (tests and scripts wait for this)
+  await serverInfo;
   document.body.dataset.ready = "true";
 }
 
