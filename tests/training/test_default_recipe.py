@@ -22,6 +22,7 @@ from openkontext.training.data import to_bytes
 from openkontext.training.latents import ChunkedBatches, chunk_layout, encode, glyph_latents, steps_per_chunk
 from openkontext.training import loop
 from openkontext.training.loop import autocast_dtype, lr_factor, train_flow
+from tiny_transformer import tiny_transformer_inputs
 
 
 def _losses(records):
@@ -374,19 +375,6 @@ def test_prompt_augmentation_drops_and_inserts_words_but_never_touches_quotes():
     some = [augment_prompt(prompt, gen(), 0.3, 0.3) for _ in range(2)]
     assert some[0] == some[1] != prompt  # a pure function of the generator's state
     assert all("'KELLAR SIGN'" in s and "\u2018SUMITH\u2019" in s for s in some)
-
-
-def tiny_transformer_inputs(timesteps: list[float], guidances: list[float]) -> dict:
-    """The keyword arguments of one call of a tiny-glyph transformer: a 4x4 latent, 5 text tokens, one example per
-    timestep (fixed random values)."""
-    generator = torch.Generator().manual_seed(0)
-    batch = len(timesteps)
-    return dict(hidden_states=torch.randn(batch, 16, 16, generator=generator),
-                encoder_hidden_states=torch.randn(batch, 5, 32, generator=generator),
-                pooled_projections=torch.randn(batch, 32, generator=generator), timestep=torch.tensor(timesteps),
-                img_ids=torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(4.0), torch.arange(4.0),
-                                                   indexing="ij"), -1).reshape(16, 3),
-                txt_ids=torch.zeros(5, 3), guidance=torch.tensor(guidances), return_dict=False)  # fmt: skip
 
 
 def test_a_deeper_transformer_warm_starts_as_the_trained_one_and_still_learns(tmp_path):

@@ -11,18 +11,16 @@ from openkontext.engine.loading import load_engine
 from openkontext.training.checkpoint import export
 from openkontext.training.config import preset
 from openkontext.training.loop import POOLED_TEXT_WEIGHT, train_flow
+from tiny_transformer import tiny_transformer_inputs
 
 
 def test_a_closed_pooled_text_path_stays_closed_and_the_exported_model_ignores_the_pooled_vector(tmp_path):
     def pooled_effect(transformer) -> float:
-        inputs = dict(hidden_states=torch.randn(1, 16, transformer.config.in_channels),
-                      encoder_hidden_states=torch.randn(1, 5, transformer.config.joint_attention_dim),
-                      timestep=torch.tensor([0.5]), guidance=torch.tensor([3.0]), txt_ids=torch.zeros(5, 3),
-                      img_ids=torch.zeros(16, 3), return_dict=False)  # fmt: skip
-        dim = transformer.config.pooled_projection_dim
+        inputs = tiny_transformer_inputs(timesteps=[0.5], guidances=[3.0])
+        pooled = inputs.pop("pooled_projections")
         with torch.no_grad():
-            a = transformer(pooled_projections=torch.zeros(1, dim), **inputs)[0]
-            b = transformer(pooled_projections=torch.ones(1, dim), **inputs)[0]
+            a = transformer(pooled_projections=torch.zeros_like(pooled), **inputs)[0]
+            b = transformer(pooled_projections=torch.ones_like(pooled), **inputs)[0]
         return float((a - b).abs().max())
 
     cfg = preset("tiny-glyph", **{"flow.steps": 3, "flow.close_pooled_text": True, "flow.ema": 0.9})
