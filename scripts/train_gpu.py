@@ -2,7 +2,7 @@
 """Train the default model on one GPU for a fixed time and hand its weights back in a few small files.
 
     python scripts/train_gpu.py --out "$OUT" [--minutes 8.5] [--workers 15] [--batch 256] [--preset default-words]
-                                [--optimizer adamw|muon]
+                                [--optimizer adamw|muon] [--close-pooled-text]
 
 Made for a lent single-GPU machine where one command may run 10 minutes and only a few files of at most 16 MiB
 come back: the script stops itself after ``--minutes`` (training, then the export of its weights), renders the
@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw",
                         help="muon: torch.optim.Muon for the blocks' matrices (training/optimizer.py)")
+    parser.add_argument("--close-pooled-text", action="store_true",
+                        help="zero and freeze the pooled-CLIP projection, so every word reaches the image through "
+                             "attention (FlowRecipe.close_pooled_text; docs/training.md, 'The model knows where')")
     parser.add_argument("--decay-share", type=float, default=0.2, help="share of the time the learning rate decays")
     parser.add_argument("--preset", default="default-words")
     parser.add_argument("--probe-every", type=float, default=120.0, help="seconds between runs of the 64-case probe")
@@ -70,7 +73,7 @@ def main() -> None:
                  pretrained_vae=str(Path(args.init) / "vae") if args.init else None,
                  **{"flow.batch": args.batch, "flow.chunk_examples": args.chunk, "flow.reuse": args.reuse,
                     "flow.lr": args.lr, "flow.text_lr": args.lr, "flow.init_from": args.init or None,
-                    "flow.optimizer": args.optimizer,
+                    "flow.optimizer": args.optimizer, "flow.close_pooled_text": args.close_pooled_text,
                     "flow.final_lr_ratio": 0.0})  # fmt: skip
     if args.init and not (Path(args.init) / "vae" / "config.json").exists():
         cfg.pretrained_vae = None  # a model folder without a TinyAutoencoder (the tiny presets build their own)

@@ -1,6 +1,7 @@
 """scripts/train_gpu.py, run as it will be on a lent GPU machine but on the CPU with the tiny-glyph preset: it
 stops by itself, hands back at most 8 files of at most 16 MiB, and what it hands back becomes a run folder that
-resumes training and exports a model the engine serves."""
+resumes training and exports a model the engine serves. The run closes the pooled text path (the recipe for the
+next GPU session), which must hold through the hand-back, the resumed run and the export."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from openkontext.training.cli import app
+from openkontext.training.loop import POOLED_TEXT_WEIGHT
+from openkontext.training.transfer import WEIGHTS_FILE, load_weights
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_gpu.py"
 
@@ -24,7 +28,7 @@ def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(out), "--device", "cpu", "--preset", "tiny-glyph", "--init", "",
          "--workers", "2", "--chunk", "8", "--batch", "2", "--max-steps", "4", "--minutes", "3", "--decay-share", "1",
-         "--probe-every", "0.001", "--optimizer", "muon"],
+         "--probe-every", "0.001", "--optimizer", "muon", "--close-pooled-text"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(scratch)},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -42,7 +46,9 @@ def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
     assert len(decay) == 1 and decay[0]["step"] == 1 and decay[0]["until"] > 1
     flow = json.loads((out / "config.json").read_text())["flow"]
     assert (flow["decay_from"], flow["steps"], flow["final_lr_ratio"]) == (1, decay[0]["until"], 0.0)
-    assert flow["optimizer"] == "muon"
+    assert flow["optimizer"] == "muon" and flow["close_pooled_text"] is True
+    handed_back = load_weights(out / WEIGHTS_FILE)["transformer"][POOLED_TEXT_WEIGHT]
+    assert handed_back.abs().max() == 0  # a fresh model's projection is random: zero only if the flag took effect
 
     runner = CliRunner()
     run = tmp_path / "run"
@@ -53,6 +59,8 @@ def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
     assert json.loads(result.output.strip().splitlines()[-1])["step"] == 6
     result = runner.invoke(app, ["export", "--run", str(run), "--out", str(tmp_path / "model")])
     assert result.exit_code == 0, result.output
+    exported = load_file(str(tmp_path / "model" / "transformer" / "diffusion_pytorch_model.safetensors"))
+    assert exported[POOLED_TEXT_WEIGHT].abs().max() == 0  # still closed after two steps of the resumed run
 
     from PIL import Image
 
