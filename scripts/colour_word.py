@@ -2,11 +2,14 @@
 and with the asked colour swapped for two others. A model that reads the word paints the object in whatever colour
 is asked; a model that does not gives the same output three times.
 
-    python scripts/colour_word.py path/to/model [--cases 12] [--split train] [--steps 8] [--paths]
+    python scripts/colour_word.py path/to/model [--cases 12] [--split train] [--steps 8] [--preserve 0] [--paths]
 
 Per case it prints the colour nearest to the output's mean inside the change mask for each asked colour; at the end
 the share of edits whose output is nearest the asked colour (chance: 1 in 10 object colours) and, as the ceiling,
-the same for the ground-truth targets. One thread; about 3 s per case at 8 steps.
+the same for the ground-truth targets. For the edits with the case's own prompt it also reports what the edit did
+to the picture: the PSNR outside the change mask against the input (the neighbours an edit should leave alone) and
+inside it against the target. ``--preserve 0`` turns the engine's paste-back off, so the first figure is the
+model's own and not the paste-back's. One thread; about 3 s per case at 8 steps.
 
 ``--paths`` asks which of the two text encoders carries the word: each case is edited twice with T5's sequence of
 one prompt and CLIP's pooled vector (which modulates every token alike) of the same prompt with another colour, and
@@ -27,6 +30,7 @@ quiet_libraries()  # before the imports below load diffusers and transformers (i
 
 from openkontext.engine.loading import load_engine
 from openkontext.engine.kontext import MultiReferenceKontextPipeline
+from openkontext.quality.metrics import psnr
 from openkontext.toyworld import generate
 from openkontext.toyworld.colors import OBJECT_COLORS, PALETTE
 
@@ -79,7 +83,7 @@ def text_paths(engine, cases: int, split: str, steps: int) -> dict[str, int]:
             routes.clear()
             routes[prompts[sequence]] = prompts[pooled]
             got = nearest_colour(engine.edit([sample.input_image], prompts[sequence], seed=0, steps=steps,
-                                             guidance=3.0), mask)  # fmt: skip
+                                             guidance=3.0, size=sample.input_image.size), mask)  # fmt: skip
             counts["sequence" if got == sequence else "pooled" if got == pooled else "neither"] += 1
             row.append(f"sequence {sequence} + pooled {pooled} -> {got}")
         print(f"{seed:5d} {sample.prompt!r}: {'; '.join(row)}", flush=True)
@@ -92,6 +96,8 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=12)
     parser.add_argument("--split", default="train", choices=("train", "heldout"))
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--preserve", type=float, default=None, help="paste-back threshold (0: off; default: the "
+                        "model's own)")
     parser.add_argument("--paths", action="store_true", help="which text encoder carries the colour word")
     args = parser.parse_args()
 
@@ -103,6 +109,7 @@ def main() -> None:
               f"{counts['pooled']}/{edits}, neither: {counts['neither']}/{edits}")
         return
     hits = ceiling = edits = 0
+    outside, inside = [], []  # PSNR of the own-prompt edits: outside the mask to the input, inside to the target
     for seed, sample in recolour_cases(args.cases, args.split):
         old, new = sample.meta["old_color"], sample.meta["new_color"]
         mask = np.asarray(sample.mask, bool)
@@ -111,8 +118,13 @@ def main() -> None:
         row = []
         for colour in asked:
             prompt = re.sub(rf"\b{new}\b", colour, sample.prompt)
-            out = engine.edit([sample.input_image], prompt, seed=0, steps=args.steps, guidance=3.0)
+            out = engine.edit([sample.input_image], prompt, seed=0, steps=args.steps, guidance=3.0,
+                              size=sample.input_image.size, preserve=args.preserve)  # fmt: skip
             got = nearest_colour(out, mask)
+            if colour == new:
+                pixels = np.asarray(out.convert("RGB"), np.float32)
+                outside.append(psnr(pixels, np.asarray(sample.input_image.convert("RGB"), np.float32), ~mask))
+                inside.append(psnr(pixels, np.asarray(sample.target.convert("RGB"), np.float32), mask))
             row.append(f"{colour}->{got}")
             hits += got == colour
             edits += 1
@@ -120,6 +132,8 @@ def main() -> None:
         print(f"{seed:5d} {sample.prompt!r} (was {old}): {', '.join(row)}", flush=True)
     print(f"output nearest the asked colour: {hits}/{edits} ({hits / edits:.0%}; chance {1 / len(OBJECT_COLORS):.0%})"
           f"; ground truth nearest its colour: {ceiling}/{args.cases}")
+    print(f"own prompt, mean PSNR outside the mask to the input: {np.mean(outside):.2f} dB, inside it to the "
+          f"target: {np.mean(inside):.2f} dB")
 
 
 if __name__ == "__main__":
