@@ -1,7 +1,7 @@
 """scripts/train_gpu.py, run as it will be on a lent GPU machine but on the CPU with the tiny-glyph preset: it
 stops by itself, hands back at most 8 files of at most 16 MiB, and what it hands back becomes a run folder that
-resumes training and exports a model the engine serves. The run closes the pooled text path (the recipe for the
-next GPU session), which must hold through the hand-back, the resumed run and the export."""
+resumes training and exports a model the engine serves. The run closes the pooled text path (an option of a GPU
+stretch), which must hold through the hand-back, the resumed run and the export."""
 
 from __future__ import annotations
 
