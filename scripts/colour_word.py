@@ -30,7 +30,7 @@ quiet_libraries()  # before the imports below load diffusers and transformers (i
 
 from openkontext.engine.loading import load_engine
 from openkontext.engine.kontext import MultiReferenceKontextPipeline
-from openkontext.quality.metrics import psnr
+from openkontext.quality.metrics import as_array, psnr
 from openkontext.toyworld import generate
 from openkontext.toyworld.colors import OBJECT_COLORS, PALETTE
 
@@ -122,9 +122,9 @@ def main() -> None:
                               size=sample.input_image.size, preserve=args.preserve)  # fmt: skip
             got = nearest_colour(out, mask)
             if colour == new:
-                pixels = np.asarray(out.convert("RGB"), np.float32)
-                outside.append(psnr(pixels, np.asarray(sample.input_image.convert("RGB"), np.float32), ~mask))
-                inside.append(psnr(pixels, np.asarray(sample.target.convert("RGB"), np.float32), mask))
+                pixels, size = as_array(out, out.size), out.size
+                outside.append(psnr(pixels, as_array(sample.input_image, size), ~mask))
+                inside.append(psnr(pixels, as_array(sample.target, size), mask))
             row.append(f"{colour}->{got}")
             hits += got == colour
             edits += 1
