@@ -34,14 +34,14 @@ def _config(run: Path, name: str, steps: int | None, batch: int | None, stage: s
     return cfg
 
 
-def _mixture(value: str) -> tuple[str, ...]:
-    """--categories: names of categories or edit families, each checked."""
+def _mixture(value: str, option: str = "--categories") -> tuple[str, ...]:
+    """--categories or --focus: names of categories or edit families, each checked."""
     from openkontext.toyworld.sample import check_kinds
 
     try:
         return check_kinds(name.strip() for name in value.split(",") if name.strip())
     except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="--categories") from None
+        raise typer.BadParameter(str(error), param_hint=option) from None
 
 
 def _switch(run: Path, cfg, switches: dict) -> None:
@@ -90,10 +90,15 @@ def transformer(run: Path = RUN, preset_name: str = PRESET, max_seconds: float =
                 categories: str = typer.Option(None, "--categories", help="what the examples are drawn from, "
                                                "uniformly: comma-separated categories or edit families, a name "
                                                "repeated to draw it more often (overrides the recipe)"),
+                focus: str = typer.Option(None, "--focus", help="a rotating focus: comma-separated categories or "
+                                          "edit families, each in turn half of the examples of a stretch ('' to "
+                                          "end it)"),
+                focus_steps: int = typer.Option(None, "--focus-steps", min=1, help="steps per focus stretch"),
                 ) -> None:  # fmt: skip
     """Train (or resume) the transformer and text encoders (rectified flow) on the run's autoencoder.
 
-    --optimizer and --categories last: a later resume without them keeps them (to branch a run, copy its folder)."""
+    --optimizer, --categories and --focus last: a later resume without them keeps them (to branch a run, copy its
+    folder)."""
     from .loop import stop_on_signals, train_flow
     from .optimizer import OPTIMIZERS
 
@@ -105,6 +110,10 @@ def transformer(run: Path = RUN, preset_name: str = PRESET, max_seconds: float =
         switches["flow.optimizer"] = optimizer
     if categories is not None:
         switches["categories"] = _mixture(categories)
+    if focus is not None:
+        switches["focus"] = _mixture(focus, "--focus") if focus.strip() else ()
+    if focus_steps is not None:
+        switches["focus_steps"] = focus_steps
     _switch(run, cfg, switches)
     with stop_on_signals():
         records = train_flow(cfg, run, max_seconds=max_seconds, max_steps=max_steps, device=device)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from openkontext.engine.conditioning import split_quoted
-from openkontext.toyworld import CATEGORIES, generate
+from openkontext.toyworld import generate
 
 from .config import TrainConfig
 
@@ -128,8 +128,8 @@ def edit_batch(cfg: TrainConfig, step: int, batch: int | None = None) -> EditBat
     """One transformer batch. A batch is all text-to-image or all with a context image (the sequence lengths
     differ); the share of text-to-image batches is its share of the categories."""
     rng = _rng(cfg, step, 2)
-    cats = list(cfg.categories or CATEGORIES)
-    t2i = "text_to_image" in cats and rng.random() < 1 / len(cats)
+    cats = cfg.mixture(step)
+    t2i = "text_to_image" in cats and rng.random() < cats.count("text_to_image") / len(cats)
     cats = ["text_to_image"] if t2i else [c for c in cats if c != "text_to_image"]
     size = batch_size_for(cfg, step, 2)
     contexts, prompts, targets, names, masks = [], [], [], [], []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from openkontext.toyworld import CATEGORIES, generate
+from openkontext.toyworld import generate
 
 from .config import TrainConfig
 from .data import edit_examples, from_bytes, to_bytes
@@ -49,11 +49,16 @@ def chunk_rng(cfg: TrainConfig, chunk: int, purpose: int) -> np.random.Generator
     return np.random.default_rng([cfg.seed, CHUNK_STREAM, chunk, 1_000 + purpose])
 
 
+def chunk_mixture(cfg: TrainConfig, chunk: int) -> list[str]:
+    """The categories a chunk's examples are drawn from: the recipe's mixture at the chunk's first step."""
+    return cfg.mixture(chunk * steps_per_chunk(cfg))
+
+
 def chunk_layout(cfg: TrainConfig, chunk: int) -> tuple[tuple[int, int], bool]:
     """A chunk's (width, height) and whether it is text-to-image."""
     rng = chunk_rng(cfg, chunk, 0)
-    cats = list(cfg.categories or CATEGORIES)
-    t2i = "text_to_image" in cats and rng.random() < 1 / len(cats)
+    cats = chunk_mixture(cfg, chunk)
+    t2i = "text_to_image" in cats and rng.random() < cats.count("text_to_image") / len(cats)
     if cfg.low_res and rng.random() < cfg.low_res_prob:
         return (cfg.low_res, cfg.low_res), t2i
     if cfg.buckets and rng.random() < cfg.bucket_prob:
@@ -92,7 +97,7 @@ def _chunk_example(args):  # a process pool's entry point
 def chunk_jobs(cfg: TrainConfig, chunk: int, glyphs: str) -> tuple[list[tuple], bool]:
     """The arguments of ``chunk_example`` for every example of chunk ``chunk``, and whether it is text-to-image."""
     (width, height), t2i = chunk_layout(cfg, chunk)
-    cats = list(cfg.categories or CATEGORIES)
+    cats = chunk_mixture(cfg, chunk)
     cats = ["text_to_image"] if t2i else [c for c in cats if c != "text_to_image"]
     return [(cfg, chunk, k, (width, height), cats, glyphs) for k in range(cfg.flow.chunk_examples)], t2i
 
