@@ -255,8 +255,21 @@ def test_an_engine_is_an_editor_at_the_benchmarks_size():
 def test_cli_refuses_a_category_the_benchmark_has_not_before_building_an_editor(command, tmp_path):
     built = []
     result = CliRunner().invoke(make_app(lambda name, **settings: built.append(name) or copy_input),
-                                [command, "--model", "m", "--n", "1", "--categories", "local,recolor_object",
+                                [command, "--model", "m", "--n", "1", "--categories", "local,recolour",
                                  "--out", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 2 and not built and not list(tmp_path.iterdir())
     message = " ".join(result.output.replace("│", " ").split())  # the error box's borders, wherever it wraps
-    assert "unknown recolor_object; the benchmark's categories are local, global" in message
+    assert "unknown category or edit family 'recolour'" in message and "recolor_object" in message
+
+
+def test_an_edit_family_in_categories_draws_its_cases_alone_and_counts_them_in_its_category(tmp_path):
+    result = CliRunner().invoke(make_app(lambda name, **settings: copy_input),
+                                ["run", "--model", "m", "--n", "3", "--categories", "recolor_object,style_pencil,local",
+                                 "--steps", "1", "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["config"]["categories"] == ["local", "style"]
+    assert saved["config"]["families"] == ["recolor_object", "style_pencil"]
+    families = [case["family"] for case in saved["cases"]["m"]]
+    assert families[:6] == ["recolor_object"] * 3 + ["style_pencil"] * 3
+    assert saved["summary"]["m"]["local"]["n"] == 6 and saved["summary"]["m"]["style"]["n"] == 3

@@ -14,7 +14,6 @@ import typer
 
 from openkontext.engine.model_info import MAX_GLYPH_GUIDANCE
 from openkontext.sizes import parse_size
-from openkontext.toyworld import CATEGORIES
 from openkontext.toyworld.cli import parse_categories
 
 from .editors import copy_input, unrelated_scene, wrong_edit
@@ -58,13 +57,14 @@ def main(editor, name: str, n: int = 10, categories=None, out_dir: str | Path = 
 
 
 def bench_categories(value: str | None) -> list[str] | None:
-    """--categories of the benchmark: its cases and seeds are per category (not per edit family)."""
+    """--categories of the benchmark: categories, or edit families whose cases alone are drawn."""
+    from openkontext.toyworld.sample import check_kinds
+
     cats = parse_categories(value)
-    unknown = [c for c in cats or () if c not in CATEGORIES]
-    if unknown:
-        raise typer.BadParameter(f"unknown {', '.join(unknown)}; the benchmark's categories are {', '.join(CATEGORIES)}"
-                                 " ('bench families' splits results by edit family)", param_hint="--categories")
-    return cats
+    try:
+        return list(check_kinds(cats)) if cats else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--categories") from None
 
 
 def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typer.Typer:
@@ -74,7 +74,8 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
     @app.command()
     def run(model: str = typer.Option("default", "--model", help="model path, 'default', or a built-in editor"),
             n: int = typer.Option(10, "--n", help="cases per category"),
-            categories: str = typer.Option(None, help="comma-separated (default: all)"),
+            categories: str = typer.Option(None, help="comma-separated categories or edit families (default: all "
+                                                      "categories)"),
             size: str = typer.Option("256", help="256 or WIDTHxHEIGHT"),
             out: Path = typer.Option(Path("bench-out"), "--out"),
             steps: int = typer.Option(50), guidance: float = typer.Option(3.0),

@@ -82,11 +82,13 @@ th{background:#f3f3f3}td:first-child,td:nth-child(2){text-align:left}
 
 def write_html(result, grids: dict[str, list[dict]], path: Path) -> None:
     cfg = result.config
+    families = f" (of the families {', '.join(cfg['families'])})" if cfg.get("families") else ""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>OpenKontext bench: "
              f"{html.escape(cfg['editor'])}</title><style>{_CSS}</style></head><body>",
              f"<h1>Toy-world benchmark: {html.escape(cfg['editor'])}</h1>",
-             f"<p>held-out split, {cfg['n_per_category']} cases per category, size {cfg['size'][0]}×{cfg['size'][1]},"
-             f" steps {cfg['steps']}, guidance {cfg['guidance']}, seed start {cfg['seed_start']}. "
+             f"<p>held-out split, {cfg['n_per_category']} cases per category{html.escape(families)},"
+             f" size {cfg['size'][0]}×{cfg['size'][1]}, steps {cfg['steps']}, guidance {cfg['guidance']},"
+             f" seed start {cfg['seed_start']}. "
              "Each figure reads between the <b>copy_input</b> floor and the <b>ground_truth</b> ceiling.</p>"]
     for cat in cfg["categories"]:
         parts.append(f"<h2 id='{cat}'>{html.escape(cat)}</h2>")

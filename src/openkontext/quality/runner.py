@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
-from openkontext.toyworld.edits import CATEGORIES
+from openkontext.toyworld.edits import CATEGORIES, category_of
 from openkontext.toyworld.sample import Sample, generate
 
 from .editors import GroundTruth, REFERENCES
@@ -19,17 +19,22 @@ from .metrics import as_array, psnr, score_case
 
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 3.0
-# cases of category c use held-out seeds seed_start + CATEGORY_SEED_STRIDE * index(c) + i
+# cases of category c (or of an edit family of c) use held-out seeds seed_start + CATEGORY_SEED_STRIDE * index(c) + i
 CATEGORY_SEED_STRIDE = 100_000
 
 
-def bench_cases(n: int, categories: Iterable[str] | None = None, size=256, seed_start: int = 0) -> list[Sample]:
-    """``n`` held-out samples per category (deterministic)."""
-    cats = list(categories) if categories else list(CATEGORIES)
+def category_of_kind(kind: str) -> str:
+    """The category of a category or edit family name."""
+    return kind if kind in CATEGORIES else category_of(kind)
+
+
+def bench_cases(n: int, kinds: Iterable[str] | None = None, size=256, seed_start: int = 0) -> list[Sample]:
+    """``n`` held-out samples per kind: a category (its families as often as the toy world draws them) or one edit
+    family alone (deterministic)."""
     cases = []
-    for c in cats:
-        base = seed_start + CATEGORY_SEED_STRIDE * CATEGORIES.index(c)
-        cases += [generate(base + i, split="heldout", size=size, categories=[c]) for i in range(n)]
+    for kind in list(kinds) if kinds else list(CATEGORIES):
+        base = seed_start + CATEGORY_SEED_STRIDE * CATEGORIES.index(category_of_kind(kind))
+        cases += [generate(base + i, split="heldout", size=size, categories=[kind]) for i in range(n)]
     return cases
 
 
@@ -124,12 +129,15 @@ def run_bench(editor, n: int = 10, categories: Iterable[str] | None = None, size
               seed_start: int = 0, *, name: str = "model", steps: int = DEFAULT_STEPS,
               guidance: float = DEFAULT_GUIDANCE, references: bool = True, grid_rows: int = 4,
               progress=None) -> BenchResult:
-    """Run ``editor`` (and the ``copy_input``/``ground_truth`` references) on ``n`` held-out cases per category.
+    """Run ``editor`` (and the ``copy_input``/``ground_truth`` references) on ``n`` held-out cases per category;
+    a name in ``categories`` may be one edit family, whose ``n`` cases count towards its category's figures.
 
     Writes ``results.json`` and ``report.html`` (with image grids) to ``out_dir`` when given.
     """
-    cats = list(categories) if categories else list(CATEGORIES)
-    cases = bench_cases(n, cats, size, seed_start)
+    kinds = list(categories) if categories else list(CATEGORIES)
+    cases = bench_cases(n, kinds, size, seed_start)
+    cats = list(dict.fromkeys(map(category_of_kind, kinds)))
+    families = [kind for kind in kinds if kind not in CATEGORIES]
     editors = {name: editor}
     if references:
         editors.update(REFERENCES)
@@ -146,7 +154,7 @@ def run_bench(editor, n: int = 10, categories: Iterable[str] | None = None, size
             progress(i + 1, len(cases))
     w, h = cases[0].target.size
     config = {"n_per_category": n, "categories": cats, "size": [w, h], "seed_start": seed_start, "split": "heldout",
-              "steps": steps, "guidance": guidance, "editor": name}
+              "steps": steps, "guidance": guidance, "editor": name, **({"families": families} if families else {})}
     result = BenchResult(config, {k: summarize(v) for k, v in records.items()}, records, out_path)
     if out_path is not None:
         from .report import write_html
