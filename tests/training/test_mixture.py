@@ -1,5 +1,6 @@
-"""A rotating focus (TrainConfig.focus): each stretch of steps draws half its examples from one family in turn,
-checked on the families of really rendered chunks and through the CLI that sets it on a run."""
+"""What a run's examples are drawn from: the mixture (`categories`) and a rotating focus, each stretch of steps
+drawing half its examples from one kind in turn; checked on really rendered chunks and through the CLI that sets
+both on a run."""
 
 from __future__ import annotations
 
@@ -42,25 +43,37 @@ def test_a_focus_share_outside_0_to_1_or_an_unknown_family_is_refused():
         preset("tiny-glyph", focus=("recolour",))
 
 
-def test_the_cli_sets_a_focus_that_resumes_keep_and_refuses_unknown_names_changing_nothing(tmp_path):
+@pytest.mark.parametrize("option, refused, switch, saved", [
+    ("--categories", "local,recolour", "recolor_object,style,style", ["recolor_object", "style", "style"]),
+    ("--focus", "recolour", "recolor_object,style", ["recolor_object", "style"]),
+])
+def test_a_run_switched_to_a_mixture_keeps_it_and_unknown_names_change_nothing(tmp_path, option, refused, switch,
+                                                                                 saved):  # fmt: skip
     run = tmp_path / "run"
     runner = CliRunner()
     result = runner.invoke(app, ["transformer", "--run", str(run), "--preset", "tiny-glyph", "--max-steps", "1"])
     assert result.exit_code == 0, result.output
     before = (run / "config.json").read_text()
-    refused = runner.invoke(app, ["transformer", "--run", str(run), "--focus", "recolour", "--max-steps", "1"])
-    assert refused.exit_code == 2 and "--focus" in refused.output and "recolor_object" in refused.output
-    assert (run / "config.json").read_text() == before
+    result = runner.invoke(app, ["transformer", "--run", str(run), option, refused, "--max-steps", "1"])
+    assert result.exit_code == 2 and option in result.output and "recolor_object" in result.output
+    assert (run / "config.json").read_text() == before  # nothing trained, nothing saved
 
-    result = runner.invoke(app, ["transformer", "--run", str(run), "--focus", "recolor_object,style",
-                                 "--focus-steps", "2", "--max-steps", "1"])  # fmt: skip
+    result = runner.invoke(app, ["transformer", "--run", str(run), option, switch, "--max-steps", "1"])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["transformer", "--run", str(run), "--max-steps", "1"])
+    result = runner.invoke(app, ["transformer", "--run", str(run), "--max-steps", "1"])  # a resume keeps it
     assert result.exit_code == 0, result.output
-    saved = json.loads((run / "config.json").read_text())
-    assert saved["focus"] == ["recolor_object", "style"] and saved["focus_steps"] == 2
+    assert json.loads((run / "config.json").read_text())[option.strip("-")] == saved
     assert torch.load(run / "flow.pt", weights_only=False)["step"] == 3
 
+
+def test_a_focus_takes_its_stretch_length_and_an_empty_focus_ends_it(tmp_path):
+    run = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(app, ["transformer", "--run", str(run), "--preset", "tiny-glyph", "--focus", "style",
+                                 "--focus-steps", "2", "--max-steps", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["focus"] == ["style"] and saved["focus_steps"] == 2
     result = runner.invoke(app, ["transformer", "--run", str(run), "--focus", "", "--max-steps", "1"])
     assert result.exit_code == 0, result.output
     assert json.loads((run / "config.json").read_text())["focus"] == []
