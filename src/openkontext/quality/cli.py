@@ -73,7 +73,7 @@ def make_app(editor_factory: Callable[[str], Callable] = builtin_factory) -> typ
 
     @app.command()
     def run(model: str = typer.Option("default", "--model", help="model path, 'default', or a built-in editor"),
-            n: int = typer.Option(10, "--n", help="cases per category"),
+            n: int = typer.Option(10, "--n", help="cases per category (per family, for a family named)"),
             categories: str = typer.Option(None, help="comma-separated categories or edit families (default: all "
                                                       "categories)"),
             size: str = typer.Option("256", help="256 or WIDTHxHEIGHT"),
