@@ -195,6 +195,18 @@ def test_the_probe_cache_is_kept_on_resume_and_encoded_afresh_for_another_glyph_
         aligned.batches["text"].glyphs.shape  # and the cache now holds those
 
 
+def test_a_resumed_run_probes_on_the_period_of_its_log_not_of_its_process(tmp_path):
+    run = tmp_path / "run"
+    cfg = preset("tiny-glyph", probe_every_s=3600, **{"flow.steps": 3})
+    assert not [r for r in train_flow(cfg, run, max_steps=1) if r["stage"] == "probe"]  # an hour has not passed
+    # the log says the run began two hours ago, as a run stopped and resumed every few minutes since would
+    log = run / "log.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    log.write_text("".join(json.dumps({**record, "time": record["time"] - 7200}) + "\n" for record in lines))
+    assert [r["step"] for r in train_flow(cfg, run, max_steps=1) if r["stage"] == "probe"] == [2]
+    assert not [r for r in train_flow(cfg, run, max_steps=1) if r["stage"] == "probe"]  # it just ran
+
+
 def test_probe_reports_every_category_against_the_copy_baseline(tmp_path):
     cfg = preset("tiny-glyph", probe_every_s=1e-9, **{"flow.steps": 1})
     records = train_flow(cfg, tmp_path / "run")

@@ -24,6 +24,7 @@ from openkontext.engine.model_info import read_card
 from .change_map import ChangeMapHead
 from .checkpoint import load_autoencoder, load_state, log_line, save_state, warm_start, write_config, zero_output
 from .config import TrainConfig
+from .curve import read_log
 from .data import edit_batch, glyph_rng, vae_batch
 from .flow import encode_batch, flow_loss, guidance_distill_loss, text_length_for
 from .latents import ChunkedBatches
@@ -100,6 +101,14 @@ class _Clock:
 
 
 _stop = threading.Event()
+
+
+def _last_probe_time(run_dir: Path) -> float:
+    """When the run's log last recorded a probe, else when it began (wall clock): a run stopped and resumed more
+    often than the probe's period still probes on time."""
+    records = read_log(run_dir) if (run_dir / "log.jsonl").exists() else []
+    probes = [record["time"] for record in records if record["stage"] == "probe"]
+    return probes[-1] if probes else records[0]["time"] if records else time.time()
 
 
 @contextlib.contextmanager
@@ -295,7 +304,7 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
         def batches(step: int):
             return encode_batch(pipeline, edit_batch(cfg, step), glyphs, dev, rng=glyph_rng(cfg, step))
     probe = Probe(cfg, run_dir, pipeline, dev) if cfg.probe_every_s and phase == "base" else None
-    probe_clock = _Clock(None, cfg.probe_every_s or 1e18)
+    probe_due = _last_probe_time(run_dir) + cfg.probe_every_s if probe is not None else None
     params = [p for group in optimizer.param_groups for p in group["params"]]
     records, clock, done = [], _Clock(max_seconds, cfg.ckpt_every_s), 0
     amp = autocast_dtype(cfg, dev)
@@ -332,10 +341,11 @@ def train_flow(cfg: TrainConfig, run_dir: Path, *, max_steps: int | None = None,
             log_line(run_dir, {"stage": "decay", "step": step, "until": recipe.steps})
         if clock.checkpoint_due():
             save()
-        if probe is not None and probe_clock.checkpoint_due():
+        if probe is not None and time.time() >= probe_due:
             record = {"stage": "probe", "step": step, **probe.run(modules)}
             records.append(record)
             log_line(run_dir, record)
+            probe_due = time.time() + cfg.probe_every_s
         if cfg.sample_every and step % cfg.sample_every == 0:
             save()
             record = {"stage": "bench", "step": step, **bench_samples(run_dir, step, cfg.bench_n)}
