@@ -23,17 +23,12 @@ DEFAULT_GUIDANCE = 3.0
 CATEGORY_SEED_STRIDE = 100_000
 
 
-def category_of_kind(kind: str) -> str:
-    """The category of a category or edit family name."""
-    return kind if kind in CATEGORIES else category_of(kind)
-
-
 def bench_cases(n: int, kinds: Iterable[str] | None = None, size=256, seed_start: int = 0) -> list[Sample]:
     """``n`` held-out samples per kind: a category (its families as often as the toy world draws them) or one edit
     family alone (deterministic)."""
     cases = []
     for kind in list(kinds) if kinds else list(CATEGORIES):
-        base = seed_start + CATEGORY_SEED_STRIDE * CATEGORIES.index(category_of_kind(kind))
+        base = seed_start + CATEGORY_SEED_STRIDE * CATEGORIES.index(category_of(kind))
         cases += [generate(base + i, split="heldout", size=size, categories=[kind]) for i in range(n)]
     return cases
 
@@ -136,7 +131,7 @@ def run_bench(editor, n: int = 10, categories: Iterable[str] | None = None, size
     """
     kinds = list(categories) if categories else list(CATEGORIES)
     cases = bench_cases(n, kinds, size, seed_start)
-    cats = list(dict.fromkeys(map(category_of_kind, kinds)))
+    cats = list(dict.fromkeys(map(category_of, kinds)))
     families = [kind for kind in kinds if kind not in CATEGORIES]
     editors = {name: editor}
     if references:

@@ -401,11 +401,14 @@ _MAKERS: dict[str, Callable] = {
 }
 
 
-def category_of(family: str) -> str:
+def category_of(kind: str) -> str:
+    """The category of an edit family, or of a category name itself."""
+    if kind in FAMILIES:
+        return kind
     for cat, fams in FAMILIES.items():
-        if family in fams:
+        if kind in fams:
             return cat
-    raise KeyError(family)
+    raise KeyError(kind)
 
 
 def make_edit(family: str, rng: random.Random, split: str, size: Size) -> Edit:

@@ -132,7 +132,7 @@ def generate(seed: int, *, split: str = "train", size: int | tuple[int, int] = 2
     kinds = check_kinds(categories) if categories else CATEGORIES
     rng = rng_for(seed, split)
     kind = rng.choice(kinds)
-    category = kind if kind in FAMILIES else category_of(kind)
+    category = category_of(kind)
     if kind == "iterative":
         return _iterative(rng, seed, split, size)
     family = None if kind in FAMILIES else kind

@@ -124,13 +124,18 @@ def edit_examples(sample, rng: np.random.Generator) -> tuple[Image.Image | None,
     return before, turn.prompt, turn.target, turn.mask
 
 
+def batch_kinds(mixture: list[str], rng: np.random.Generator) -> tuple[bool, list[str]]:
+    """Whether a batch is text-to-image (drawn at its share of ``mixture``; a batch is all one or all the other,
+    since the sequence lengths differ), and the kinds its samples are then drawn from."""
+    t2i = "text_to_image" in mixture and rng.random() < mixture.count("text_to_image") / len(mixture)
+    return t2i, ["text_to_image"] if t2i else [kind for kind in mixture if kind != "text_to_image"]
+
+
 def edit_batch(cfg: TrainConfig, step: int, batch: int | None = None) -> EditBatch:
     """One transformer batch. A batch is all text-to-image or all with a context image (the sequence lengths
     differ); the share of text-to-image batches is its share of the categories."""
     rng = _rng(cfg, step, 2)
-    cats = cfg.mixture(step)
-    t2i = "text_to_image" in cats and rng.random() < cats.count("text_to_image") / len(cats)
-    cats = ["text_to_image"] if t2i else [c for c in cats if c != "text_to_image"]
+    t2i, cats = batch_kinds(cfg.mixture(step), rng)
     size = batch_size_for(cfg, step, 2)
     contexts, prompts, targets, names, masks = [], [], [], [], []
     for k in range(batch or cfg.flow.batch):

@@ -18,7 +18,7 @@ import torch
 from openkontext.toyworld import generate
 
 from .config import TrainConfig
-from .data import edit_examples, from_bytes, to_bytes
+from .data import batch_kinds, edit_examples, from_bytes, to_bytes
 from .glyphs import training_glyph
 
 CHUNK_STREAM = 4
@@ -49,21 +49,16 @@ def chunk_rng(cfg: TrainConfig, chunk: int, purpose: int) -> np.random.Generator
     return np.random.default_rng([cfg.seed, CHUNK_STREAM, chunk, 1_000 + purpose])
 
 
-def chunk_mixture(cfg: TrainConfig, chunk: int) -> list[str]:
-    """The categories a chunk's examples are drawn from: the recipe's mixture at the chunk's first step."""
-    return cfg.mixture(chunk * steps_per_chunk(cfg))
-
-
-def chunk_layout(cfg: TrainConfig, chunk: int) -> tuple[tuple[int, int], bool]:
-    """A chunk's (width, height) and whether it is text-to-image."""
+def chunk_kinds(cfg: TrainConfig, chunk: int) -> tuple[tuple[int, int], bool, list[str]]:
+    """A chunk's (width, height), whether it is text-to-image, and the kinds its examples are drawn from (the
+    recipe's mixture at the chunk's first step)."""
     rng = chunk_rng(cfg, chunk, 0)
-    cats = chunk_mixture(cfg, chunk)
-    t2i = "text_to_image" in cats and rng.random() < cats.count("text_to_image") / len(cats)
+    t2i, kinds = batch_kinds(cfg.mixture(chunk * steps_per_chunk(cfg)), rng)
     if cfg.low_res and rng.random() < cfg.low_res_prob:
-        return (cfg.low_res, cfg.low_res), t2i
+        return (cfg.low_res, cfg.low_res), t2i, kinds
     if cfg.buckets and rng.random() < cfg.bucket_prob:
-        return tuple(cfg.buckets[rng.integers(len(cfg.buckets))]), t2i
-    return (cfg.size, cfg.size), t2i
+        return tuple(cfg.buckets[rng.integers(len(cfg.buckets))]), t2i, kinds
+    return (cfg.size, cfg.size), t2i, kinds
 
 
 @torch.no_grad()
@@ -96,10 +91,8 @@ def _chunk_example(args):  # a process pool's entry point
 
 def chunk_jobs(cfg: TrainConfig, chunk: int, glyphs: str) -> tuple[list[tuple], bool]:
     """The arguments of ``chunk_example`` for every example of chunk ``chunk``, and whether it is text-to-image."""
-    (width, height), t2i = chunk_layout(cfg, chunk)
-    cats = chunk_mixture(cfg, chunk)
-    cats = ["text_to_image"] if t2i else [c for c in cats if c != "text_to_image"]
-    return [(cfg, chunk, k, (width, height), cats, glyphs) for k in range(cfg.flow.chunk_examples)], t2i
+    (width, height), t2i, kinds = chunk_kinds(cfg, chunk)
+    return [(cfg, chunk, k, (width, height), kinds, glyphs) for k in range(cfg.flow.chunk_examples)], t2i
 
 
 def encode_examples(vae, examples: list[tuple], t2i: bool, glyphs: str, device) -> EncodedBatch:
