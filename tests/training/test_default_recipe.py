@@ -19,7 +19,7 @@ from openkontext.training.checkpoint import branch_for_cooldown, export, read_co
 from openkontext.training.config import FlowRecipe, preset
 from openkontext.training.flow import draw_sigma, token_weights, weighted_mse
 from openkontext.training.data import to_bytes
-from openkontext.training.latents import ChunkedBatches, chunk_kinds, encode, glyph_latents, steps_per_chunk
+from openkontext.training.latents import ChunkedBatches, chunk_plan, encode, glyph_latents, steps_per_chunk
 from openkontext.training import loop
 from openkontext.training.loop import autocast_dtype, lr_factor, train_flow
 from tiny_transformer import tiny_transformer_inputs
@@ -45,7 +45,7 @@ def test_chunks_are_encoded_once_reused_and_rebuilt_identically():
     assert first[0].glyphs.shape[-1] == first[0].target.shape[-1]
     assert first[0].glyphs.shape[-2] * 8 == glyph_strip_size(w, h)[1] == max(16, h // 4)
     # both sizes occur over the chunks, and both kinds (with a context, text-to-image)
-    layouts = {chunk_kinds(cfg, c)[:2] for c in range(40)}
+    layouts = {chunk_plan(cfg, c)[:2] for c in range(40)}
     assert {size for size, _ in layouts} == {(32, 32), (64, 64)}
     assert {t2i for _, t2i in layouts} == {True, False}
 

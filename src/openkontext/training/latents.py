@@ -49,7 +49,7 @@ def chunk_rng(cfg: TrainConfig, chunk: int, purpose: int) -> np.random.Generator
     return np.random.default_rng([cfg.seed, CHUNK_STREAM, chunk, 1_000 + purpose])
 
 
-def chunk_kinds(cfg: TrainConfig, chunk: int) -> tuple[tuple[int, int], bool, list[str]]:
+def chunk_plan(cfg: TrainConfig, chunk: int) -> tuple[tuple[int, int], bool, list[str]]:
     """A chunk's (width, height), whether it is text-to-image, and the kinds its examples are drawn from (the
     recipe's mixture at the chunk's first step)."""
     rng = chunk_rng(cfg, chunk, 0)
@@ -91,7 +91,7 @@ def _chunk_example(args):  # a process pool's entry point
 
 def chunk_jobs(cfg: TrainConfig, chunk: int, glyphs: str) -> tuple[list[tuple], bool]:
     """The arguments of ``chunk_example`` for every example of chunk ``chunk``, and whether it is text-to-image."""
-    (width, height), t2i, kinds = chunk_kinds(cfg, chunk)
+    (width, height), t2i, kinds = chunk_plan(cfg, chunk)
     return [(cfg, chunk, k, (width, height), kinds, glyphs) for k in range(cfg.flow.chunk_examples)], t2i
 
 
