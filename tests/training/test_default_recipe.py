@@ -18,6 +18,7 @@ from openkontext.engine.configs import CONFIGS, build_pipeline
 from openkontext.training.checkpoint import branch_for_cooldown, export, read_config, warm_start
 from openkontext.training.config import FlowRecipe, preset
 from openkontext.training.flow import draw_sigma, token_weights, weighted_mse
+from openkontext.training.growth import twin_spread, widen
 from openkontext.training.data import to_bytes
 from openkontext.training.latents import ChunkedBatches, chunk_plan, encode, glyph_latents, steps_per_chunk
 from openkontext.training import loop
@@ -444,6 +445,25 @@ def test_a_wider_transformer_warm_starts_as_the_trained_one_and_its_twins_grow_a
     wide(**inputs)[0].square().mean().backward()
     grad = wide.single_transformer_blocks[0].attn.to_q.weight.grad
     assert not torch.allclose(grad[:32], grad[32:])  # a head and its twin learn different things
+
+
+def test_twin_spread_is_zero_for_exact_twins_and_grows_as_twins_learn_apart():
+    narrow = CONFIGS["tiny-glyph"].transformer  # 2 heads of 16: width 32
+    wide = {**narrow, "num_attention_heads": 4}
+    trained = build_pipeline("tiny-glyph", seed=1).transformer.state_dict()
+    assert twin_spread(widen(trained, narrow, wide, noise=0.0), 32, 2) == 0.0
+    grown = widen(trained, narrow, wide)  # the default noise: twins a little apart, so they can learn apart
+    start = twin_spread(grown, 32, 2)
+    assert 0.0 < start < 0.2
+    key = "single_transformer_blocks.0.attn.to_q.weight"
+    learned = dict(grown, **{key: grown[key].clone()})
+    learned[key][:32] += torch.randn(32, 64, generator=torch.Generator().manual_seed(0))  # one twin moves alone
+    assert twin_spread(learned, 32, 2) > start
+    # an update both twins share has no spread
+    shared = {k: torch.ones_like(v) for k, v in grown.items()}
+    assert twin_spread(shared, 32, 2) == 0.0
+    with pytest.raises(ValueError, match="no matrix of the state has whole groups of 2 twins of width 28"):
+        twin_spread(grown, 28, 2)
 
 
 def test_widening_refuses_a_width_that_is_not_a_multiple(tmp_path):

@@ -116,3 +116,22 @@ def _split_columns(tensor: torch.Tensor, width: int, k: int, scale: float,
     noise = torch.randn(rows, columns // width, k, width, generator=generator) * scale
     noise -= noise.mean(dim=2, keepdim=True)  # zero sum over the k copies of each column
     return repeated + noise.reshape(rows, columns * k)
+
+
+def twin_spread(state: dict[str, torch.Tensor], width: int, k: int) -> float:
+    """How far the twins of a model grown by ``widen`` (``k`` times the trained ``width``) have grown apart: over
+    the matrices whose output rows are the model's width, the RMS of every width-sized row chunk's deviation from
+    the mean of its ``k`` twins, divided by the RMS of those means. 0 for exact copies; ``widen``'s noise starts a
+    model a little above 0, and a model whose twins learn different things moves away from it. Applied to the
+    difference of two states it says how much of that update the twins do not share."""
+    matrices = [t for key, t in state.items()
+                if not OUTSIDE_ROWS.search(key) and t.dim() == 2 and t.shape[0] % (width * k) == 0]
+    if not matrices:
+        raise ValueError(f"no matrix of the state has whole groups of {k} twins of width {width}")
+    deviation = mean = 0.0
+    for tensor in matrices:
+        twins = tensor.float().reshape(-1, k, width, tensor.shape[1])  # (groups, k twins, width rows, columns)
+        centre = twins.mean(dim=1, keepdim=True)
+        deviation += (twins - centre).square().sum().item()
+        mean += centre.square().sum().item() * k
+    return (deviation / mean) ** 0.5 if mean else 0.0
