@@ -328,7 +328,9 @@ PRESETS["families-weighted"] = dataclasses.replace(
 # The weighted families on the twice-as-wide transformer, grown from the weighted run's latest candidate, with Muon
 # (as that run) at half its rate: Muon's step matches AdamW's per-element size, so twice the fan-in is twice the change
 # of a layer's output. Per example it learns no faster than the 5 M model: ~1 % worse at the same rate, level with
-# it when both run at half that rate (docs/training.md, "Twice as wide" and "Twice as wide at a matched rate").
+# it when both run at half that rate, over ~1,300 steps in which its twin channels stayed ~95 % copies
+# (scripts/twin_gap.py): too short to use the width (docs/training.md, "Twice as wide at a matched rate", "The twins
+# were still twins").
 PRESETS["families-wide"] = dataclasses.replace(
     PRESETS["families-weighted"], name="families-wide", model="default-wide",
     flow=dataclasses.replace(PRESETS["families-weighted"].flow, init_from="candidates/openkontext-toy-a9",
