@@ -1,5 +1,5 @@
-"""scripts/twin_gap.py on a tiny model widened twice: it rebuilds the warm start, and the spread it prints for a
-run's weights rises only when twins have moved apart."""
+"""scripts/twin_gap.py on a tiny model grown to twice its width: it rebuilds the warm start, and the spread it prints
+for a run's weights rises only when twins have moved apart."""
 
 from __future__ import annotations
 
