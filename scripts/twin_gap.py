@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from openkontext.training.growth import OUTSIDE_ROWS, twin_spread, widen
+from openkontext.training.growth import stream_matrices, twin_spread, widen
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
         k = weights["x_embedder.weight"].shape[0] // width
         start = widen(trained, narrow, {**narrow, "num_attention_heads": narrow["num_attention_heads"] * k})
         update = {key: weights[key].float() - start[key].float() for key in start}
-        matrices = [key for key, t in start.items() if t.dim() == 2 and not OUTSIDE_ROWS.search(key)]
+        matrices = stream_matrices(start)
         moved = (sum(update[key].square().sum() for key in matrices)
                  / sum(start[key].float().square().sum() for key in matrices)) ** 0.5
         print(f"{run} (step {checkpoint['step']}, {k}x the width of {width}): twin spread at the warm start "

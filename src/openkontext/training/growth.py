@@ -118,14 +118,18 @@ def _split_columns(tensor: torch.Tensor, width: int, k: int, scale: float,
     return repeated + noise.reshape(rows, columns * k)
 
 
+def stream_matrices(state: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the matrices whose output rows are the model's width (the ones ``widen`` repeats by rows)."""
+    return [key for key, tensor in state.items() if tensor.dim() == 2 and not OUTSIDE_ROWS.search(key)]
+
+
 def twin_spread(state: dict[str, torch.Tensor], width: int, k: int) -> float:
     """How far the twins of a model grown by ``widen`` (``k`` times the trained ``width``) have grown apart: over
     the matrices whose output rows are the model's width, the RMS of every width-sized row chunk's deviation from
     the mean of its ``k`` twins, divided by the RMS of those means. 0 for exact copies; ``widen``'s noise starts a
     model a little above 0, and a model whose twins learn different things moves away from it. Applied to the
     difference of two states it says how much of that update the twins do not share."""
-    matrices = [t for key, t in state.items()
-                if not OUTSIDE_ROWS.search(key) and t.dim() == 2 and t.shape[0] % (width * k) == 0]
+    matrices = [state[key] for key in stream_matrices(state) if state[key].shape[0] % (width * k) == 0]
     if not matrices:
         raise ValueError(f"no matrix of the state has whole groups of {k} twins of width {width}")
     deviation = mean = 0.0
