@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the default model on one GPU for a fixed time and hand its weights back in a few small files.
 
-    python scripts/train_gpu.py --out "$OUT" [--minutes 8.5] [--workers 15] [--batch 256] [--preset default-words]
+    python scripts/train_gpu.py --out "$OUT" [--minutes 8.5] [--workers 15] [--batch 256] [--preset families-weighted]
                                 [--optimizer adamw|muon] [--close-pooled-text]
 
 Made for a lent single-GPU machine where one command may run 10 minutes and only a few files of at most 16 MiB
@@ -61,7 +61,7 @@ def main() -> None:
                         help="zero and freeze the pooled-CLIP projection, so every word reaches the image through "
                              "attention (FlowRecipe.close_pooled_text; docs/training.md, 'The model knows where')")
     parser.add_argument("--decay-share", type=float, default=0.2, help="share of the time the learning rate decays")
-    parser.add_argument("--preset", default="default-words")
+    parser.add_argument("--preset", default="families-weighted", help="the recipe of the shipped default")
     parser.add_argument("--probe-every", type=float, default=120.0, help="seconds between runs of the 64-case probe")
     parser.add_argument("--init", default=str(DEFAULT_MODEL_DIR), help="model folder to start from ('' : none)")
     parser.add_argument("--device", default="auto")
