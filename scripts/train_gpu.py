@@ -2,7 +2,7 @@
 """Train the default model on one GPU for a fixed time and hand its weights back in a few small files.
 
     python scripts/train_gpu.py --out "$OUT" [--minutes 8.5] [--workers 15] [--batch 256] [--preset families-weighted]
-                                [--optimizer adamw|muon] [--close-pooled-text]
+                                [--optimizer adamw|muon] [--close-pooled-text] [--low-res-prob 0]
 
 Made for a lent single-GPU machine where one command may run 10 minutes and only a few files of at most 16 MiB
 come back: the script stops itself after ``--minutes`` (training, then the export of its weights), renders the
@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--close-pooled-text", action="store_true",
                         help="zero and freeze the pooled-CLIP projection, so every word reaches the image through "
                              "attention (FlowRecipe.close_pooled_text; docs/training.md, 'The model knows where')")
+    parser.add_argument("--low-res-prob", type=float, default=None,
+                        help="share of chunks at the recipe's low resolution (default: the preset's; 0 trains at "
+                             "full size only, which recolours preferred at equal examples: docs/training.md)")
     parser.add_argument("--decay-share", type=float, default=0.2, help="share of the time the learning rate decays")
     parser.add_argument("--preset", default="families-weighted", help="the recipe of the shipped default")
     parser.add_argument("--probe-every", type=float, default=120.0, help="seconds between runs of the 64-case probe")
@@ -69,8 +72,9 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
     device = pick_device(args.device)
+    sizes = {} if args.low_res_prob is None else {"low_res_prob": args.low_res_prob}
     cfg = preset(args.preset, data_workers=args.workers, threads=0, ckpt_every_s=1e9, probe_every_s=args.probe_every,
-                 pretrained_vae=str(Path(args.init) / "vae") if args.init else None,
+                 pretrained_vae=str(Path(args.init) / "vae") if args.init else None, **sizes,
                  **{"flow.batch": args.batch, "flow.chunk_examples": args.chunk, "flow.reuse": args.reuse,
                     "flow.lr": args.lr, "flow.text_lr": args.lr, "flow.init_from": args.init or None,
                     "flow.optimizer": args.optimizer, "flow.close_pooled_text": args.close_pooled_text,

@@ -1,7 +1,7 @@
 """scripts/train_gpu.py, run as it will be on a lent GPU machine but on the CPU with the tiny-glyph preset: it
 stops by itself, hands back at most 8 files of at most 16 MiB, and what it hands back becomes a run folder that
-resumes training and exports a model the engine serves. The run closes the pooled text path (an option of a GPU
-stretch), which must hold through the hand-back, the resumed run and the export."""
+resumes training and exports a model the engine serves. The run closes the pooled text path and trains at full size
+only (options of a GPU stretch); the first must hold through the hand-back, the resumed run and the export."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(out), "--device", "cpu", "--preset", "tiny-glyph", "--init", "",
          "--workers", "2", "--chunk", "8", "--batch", "2", "--max-steps", "4", "--minutes", "3", "--decay-share", "1",
-         "--probe-every", "0.001", "--optimizer", "muon", "--close-pooled-text"],
+         "--probe-every", "0.001", "--optimizer", "muon", "--close-pooled-text", "--low-res-prob", "0"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(scratch)},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -39,6 +39,8 @@ def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
     assert summary["steps"] == 4 and summary["examples"] == 8
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r["stage"] == "flow-base"] == [1, 2, 3, 4]
+    assert json.loads((out / "config.json").read_text())["low_res_prob"] == 0.0  # the preset's is 0.5
+    assert all(r["side"] != 32 for r in log if r["stage"] == "flow-base")  # tiny-glyph's low resolution
     assert [r["step"] for r in log if r["stage"] == "probe"] == [1, 2, 3, 4]  # the learning curve comes back too
     assert summary["last_loss"] == [r["loss"] for r in log if r["stage"] == "flow-base"][-1]
     # the whole budget is the decay: it starts after the first step and its end is recorded in the config
