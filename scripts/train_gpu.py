@@ -62,7 +62,7 @@ def main() -> None:
                              "attention (FlowRecipe.close_pooled_text; docs/training.md, 'The model knows where')")
     parser.add_argument("--low-res-prob", type=float, default=None,
                         help="share of chunks at the recipe's low resolution (default: the preset's; 0 trains at "
-                             "full size only, which recolours preferred at equal examples: docs/training.md)")
+                             "full size only, slightly ahead for recolours over longer training: docs/training.md)")
     parser.add_argument("--decay-share", type=float, default=0.2, help="share of the time the learning rate decays")
     parser.add_argument("--preset", default="families-weighted", help="the recipe of the shipped default")
     parser.add_argument("--probe-every", type=float, default=120.0, help="seconds between runs of the 64-case probe")
