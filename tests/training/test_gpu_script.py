@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from openkontext.training.cli import app
+from openkontext.training.config import preset
 from openkontext.training.loop import POOLED_TEXT_WEIGHT
 from openkontext.training.transfer import WEIGHTS_FILE, load_weights
 
@@ -39,14 +40,15 @@ def test_gpu_script_hands_back_few_small_files_that_resume_and_export(tmp_path):
     assert summary["steps"] == 4 and summary["examples"] == 8
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r["stage"] == "flow-base"] == [1, 2, 3, 4]
-    assert json.loads((out / "config.json").read_text())["low_res_prob"] == 0.0  # the preset's is 0.5
-    assert all(r["side"] != 32 for r in log if r["stage"] == "flow-base")  # tiny-glyph's low resolution
+    config = json.loads((out / "config.json").read_text())
+    assert preset("tiny-glyph").low_res_prob > 0 and config["low_res_prob"] == 0.0
+    assert all(r["side"] != config["low_res"] for r in log if r["stage"] == "flow-base")
     assert [r["step"] for r in log if r["stage"] == "probe"] == [1, 2, 3, 4]  # the learning curve comes back too
     assert summary["last_loss"] == [r["loss"] for r in log if r["stage"] == "flow-base"][-1]
     # the whole budget is the decay: it starts after the first step and its end is recorded in the config
     decay = [r for r in log if r["stage"] == "decay"]
     assert len(decay) == 1 and decay[0]["step"] == 1 and decay[0]["until"] > 1
-    flow = json.loads((out / "config.json").read_text())["flow"]
+    flow = config["flow"]
     assert (flow["decay_from"], flow["steps"], flow["final_lr_ratio"]) == (1, decay[0]["until"], 0.0)
     assert flow["optimizer"] == "muon" and flow["close_pooled_text"] is True
     handed_back = load_weights(out / WEIGHTS_FILE)["transformer"][POOLED_TEXT_WEIGHT]
